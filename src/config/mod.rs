@@ -1,0 +1,442 @@
+//! The configuration file: one TOML file whose section and key names are a
+//! contract with operators (see `config/nightjar.example.toml`).
+//!
+//! Parsing happens in two steps: `serde` reads the raw file with
+//! `deny_unknown_fields` (a misspelt key is an error, not a silent default),
+//! then [`Config::from_raw`] validates it into types that cannot hold invalid
+//! states (positive durations, bounded counts, URLs that are `https://` or
+//! loopback `http://`).
+
+mod duration;
+
+pub use duration::parse_duration;
+
+use crate::flow::FlowConfig;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {key}: {message}")]
+    Invalid { path: String, key: &'static str, message: String },
+}
+
+// ---------------------------------------------------------------------------
+// Raw file structure
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Raw {
+    capture: RawCapture,
+    flow: RawFlow,
+    output: RawOutput,
+    state: RawState,
+    metrics: RawMetrics,
+    mdm: RawMdm,
+    identity: RawIdentity,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCapture {
+    interfaces: Vec<String>,
+    workers: u64,
+    bpf: String,
+    snaplen: u64,
+    buffer_size: u64,
+}
+
+impl Default for RawCapture {
+    fn default() -> Self {
+        RawCapture { interfaces: Vec::new(), workers: 1, bpf: String::new(), snaplen: 65535, buffer_size: 64 << 20 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawFlow {
+    max_flows: u64,
+    tcp_timeout: String,
+    tcp_closed_timeout: String,
+    udp_timeout: String,
+    other_timeout: String,
+    active_timeout: String,
+    burst_gap: String,
+}
+
+impl Default for RawFlow {
+    fn default() -> Self {
+        RawFlow {
+            max_flows: 1_000_000,
+            tcp_timeout: "5m".into(),
+            tcp_closed_timeout: "5s".into(),
+            udp_timeout: "1m".into(),
+            other_timeout: "1m".into(),
+            active_timeout: "30m".into(),
+            burst_gap: "1s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawOutput {
+    path: String,
+    dns_records: bool,
+}
+
+impl Default for RawOutput {
+    fn default() -> Self {
+        RawOutput { path: "-".into(), dns_records: false }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawState {
+    dir: String,
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        RawState { dir: "/var/lib/nightjar".into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    listen: String,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        RawMetrics { listen: "127.0.0.1:9464".into() }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMdm {
+    inventory: Option<String>,
+    events: Option<String>,
+    catalog: Option<String>,
+    jamf: Option<RawJamf>,
+    intune: Option<RawIntune>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJamf {
+    url: String,
+    client_id: String,
+    client_secret_file: String,
+    #[serde(default = "default_poll")]
+    poll_interval: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntune {
+    tenant_id: String,
+    client_id: String,
+    client_secret_file: String,
+    #[serde(default = "default_login_url")]
+    login_url: String,
+    #[serde(default = "default_graph_url")]
+    graph_url: String,
+    #[serde(default = "default_poll")]
+    poll_interval: String,
+}
+
+fn default_poll() -> String {
+    "15m".into()
+}
+fn default_login_url() -> String {
+    "https://login.microsoftonline.com".into()
+}
+fn default_graph_url() -> String {
+    "https://graph.microsoft.com".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawIdentity {
+    feed: Option<String>,
+}
+
+// ---------------------------------------------------------------------------
+// Validated configuration
+// ---------------------------------------------------------------------------
+
+/// Upper bound on `capture.workers`: more shards than this cannot be served
+/// by the channels' fixed batch pools.
+pub const MAX_WORKERS: usize = 64;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub capture: CaptureConfig,
+    pub flow: FlowConfig,
+    pub output: OutputConfig,
+    pub state_dir: PathBuf,
+    pub metrics_listen: SocketAddr,
+    pub mdm: MdmConfig,
+    pub identity_feed: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CaptureConfig {
+    pub interfaces: Vec<String>,
+    pub workers: usize,
+    pub bpf: String,
+    pub snaplen: u32,
+    pub buffer_size: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutputPath {
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub struct OutputConfig {
+    pub path: OutputPath,
+    /// Also write a `nightjar.dns` record per DNS message.
+    pub dns_records: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MdmConfig {
+    pub inventory: Option<PathBuf>,
+    pub events: Option<PathBuf>,
+    pub catalog: Option<PathBuf>,
+    pub jamf: Option<JamfConfig>,
+    pub intune: Option<IntuneConfig>,
+}
+
+/// An API base URL: `https://`, or `http://` to a loopback address (tests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiUrl(String);
+
+impl ApiUrl {
+    pub fn parse(s: &str) -> Result<ApiUrl, String> {
+        let s = s.trim_end_matches('/');
+        if let Some(rest) = s.strip_prefix("https://") {
+            if rest.is_empty() || rest.starts_with('/') {
+                return Err(format!("{s:?} has no host"));
+            }
+            return Ok(ApiUrl(s.to_string()));
+        }
+        if let Some(rest) = s.strip_prefix("http://") {
+            let host = rest.split('/').next().unwrap_or("");
+            let host = host.rsplit_once(':').map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                return Ok(ApiUrl(s.to_string()));
+            }
+            return Err(format!("{s:?}: plain http:// is only allowed to a loopback address; use https://"));
+        }
+        Err(format!("{s:?} is not an https:// URL"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct JamfConfig {
+    pub url: ApiUrl,
+    pub client_id: String,
+    pub client_secret_file: PathBuf,
+    pub poll_interval: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct IntuneConfig {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret_file: PathBuf,
+    pub login_url: ApiUrl,
+    pub graph_url: ApiUrl,
+    pub poll_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_raw(Raw::default(), "<defaults>").expect("defaults are valid")
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        Config::parse(&text, &p)
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+        let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_string(),
+            message: e.to_string().lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(" "),
+        })?;
+        Config::from_raw(raw, path)
+    }
+
+    fn from_raw(raw: Raw, path: &str) -> Result<Config, ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid { path: path.to_string(), key, message };
+        let positive = |key: &'static str, s: &str| -> Result<u64, ConfigError> {
+            let d = parse_duration(s).map_err(|m| invalid(key, m))?;
+            if d.is_zero() {
+                return Err(invalid(key, "must be greater than zero".into()));
+            }
+            Ok(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        };
+
+        let c = &raw.capture;
+        if c.workers == 0 || c.workers > MAX_WORKERS as u64 {
+            return Err(invalid("capture.workers", format!("{} is out of range 1..={MAX_WORKERS}", c.workers)));
+        }
+        let snaplen = u32::try_from(c.snaplen).ok().filter(|&s| (64..=262_144).contains(&s));
+        let snaplen = snaplen.ok_or_else(|| invalid("capture.snaplen", format!("{} is out of range 64..=262144", c.snaplen)))?;
+        let buffer_size = u32::try_from(c.buffer_size).ok().filter(|&s| s >= 1 << 20);
+        let buffer_size = buffer_size.ok_or_else(|| invalid("capture.buffer_size", format!("{} must be between 1 MiB and 4 GiB", c.buffer_size)))?;
+        if c.interfaces.iter().any(|i| i.is_empty()) {
+            return Err(invalid("capture.interfaces", "an interface name is empty".into()));
+        }
+
+        let f = &raw.flow;
+        let max_flows = usize::try_from(f.max_flows).ok().filter(|&m| (1..=100_000_000).contains(&m));
+        let max_flows = max_flows.ok_or_else(|| invalid("flow.max_flows", format!("{} is out of range 1..=100000000", f.max_flows)))?;
+        let flow = FlowConfig {
+            max_flows,
+            tcp_timeout_ns: positive("flow.tcp_timeout", &f.tcp_timeout)?,
+            tcp_closed_timeout_ns: positive("flow.tcp_closed_timeout", &f.tcp_closed_timeout)?,
+            udp_timeout_ns: positive("flow.udp_timeout", &f.udp_timeout)?,
+            other_timeout_ns: positive("flow.other_timeout", &f.other_timeout)?,
+            active_timeout_ns: positive("flow.active_timeout", &f.active_timeout)?,
+            burst_gap_ns: positive("flow.burst_gap", &f.burst_gap)?,
+        };
+
+        let output = OutputConfig {
+            path: match raw.output.path.as_str() {
+                "" => return Err(invalid("output.path", "is empty (use \"-\" for stdout)".into())),
+                "-" => OutputPath::Stdout,
+                p => OutputPath::File(PathBuf::from(p)),
+            },
+            dns_records: raw.output.dns_records,
+        };
+        if raw.state.dir.is_empty() {
+            return Err(invalid("state.dir", "is empty".into()));
+        }
+        let metrics_listen: SocketAddr = raw
+            .metrics
+            .listen
+            .parse()
+            .map_err(|_| invalid("metrics.listen", format!("{:?} is not an address:port", raw.metrics.listen)))?;
+
+        let nonempty = |key: &'static str, v: &str| -> Result<String, ConfigError> {
+            if v.trim().is_empty() {
+                Err(invalid(key, "is empty".into()))
+            } else {
+                Ok(v.to_string())
+            }
+        };
+        let url = |key: &'static str, v: &str| ApiUrl::parse(v).map_err(|m| invalid(key, m));
+        let poll = |key: &'static str, v: &str| positive(key, v).map(Duration::from_nanos);
+        let jamf = match &raw.mdm.jamf {
+            None => None,
+            Some(j) => Some(JamfConfig {
+                url: url("mdm.jamf.url", &j.url)?,
+                client_id: nonempty("mdm.jamf.client_id", &j.client_id)?,
+                client_secret_file: PathBuf::from(nonempty("mdm.jamf.client_secret_file", &j.client_secret_file)?),
+                poll_interval: poll("mdm.jamf.poll_interval", &j.poll_interval)?,
+            }),
+        };
+        let intune = match &raw.mdm.intune {
+            None => None,
+            Some(i) => Some(IntuneConfig {
+                tenant_id: nonempty("mdm.intune.tenant_id", &i.tenant_id)?,
+                client_id: nonempty("mdm.intune.client_id", &i.client_id)?,
+                client_secret_file: PathBuf::from(nonempty("mdm.intune.client_secret_file", &i.client_secret_file)?),
+                login_url: url("mdm.intune.login_url", &i.login_url)?,
+                graph_url: url("mdm.intune.graph_url", &i.graph_url)?,
+                poll_interval: poll("mdm.intune.poll_interval", &i.poll_interval)?,
+            }),
+        };
+        let opt_path = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(PathBuf::from);
+
+        Ok(Config {
+            capture: CaptureConfig {
+                interfaces: c.interfaces.clone(),
+                workers: c.workers as usize,
+                bpf: c.bpf.clone(),
+                snaplen,
+                buffer_size,
+            },
+            flow,
+            output,
+            state_dir: PathBuf::from(&raw.state.dir),
+            metrics_listen,
+            mdm: MdmConfig {
+                inventory: opt_path(&raw.mdm.inventory),
+                events: opt_path(&raw.mdm.events),
+                catalog: opt_path(&raw.mdm.catalog),
+                jamf,
+                intune,
+            },
+            identity_feed: opt_path(&raw.identity.feed),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../../config/nightjar.example.toml");
+        let c = Config::parse(text, "example").unwrap();
+        assert_eq!(c.capture.workers, 2);
+        assert!(c.mdm.jamf.is_some() && c.mdm.intune.is_some());
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let e = Config::parse("[flow]\nmax_flow = 3\n", "t").unwrap_err().to_string();
+        assert!(e.contains("max_flow"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values() {
+        for (text, key) in [
+            ("[capture]\nworkers = 0", "capture.workers"),
+            ("[flow]\nudp_timeout = \"0s\"", "flow.udp_timeout"),
+            ("[flow]\nudp_timeout = \"10\"", "flow.udp_timeout"),
+            ("[metrics]\nlisten = \"nowhere\"", "metrics.listen"),
+            ("[mdm.jamf]\nurl = \"http://example.com\"\nclient_id = \"x\"\nclient_secret_file = \"/f\"", "mdm.jamf.url"),
+        ] {
+            let e = Config::parse(text, "t").unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn loopback_http_is_allowed() {
+        assert!(ApiUrl::parse("http://127.0.0.1:8080").is_ok());
+        assert!(ApiUrl::parse("http://[::1]:8080/x").is_ok());
+        assert!(ApiUrl::parse("http://localhost:1").is_ok());
+        assert!(ApiUrl::parse("http://10.0.0.1").is_err());
+        assert!(ApiUrl::parse("ftp://x").is_err());
+    }
+}

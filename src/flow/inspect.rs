@@ -1,0 +1,497 @@
+//! Handshake inspection inside a flow: which application protocol a flow
+//! speaks and what its handshake says (TLS over TCP, QUIC Initials, DNS, DHCP).
+//!
+//! The flow table calls [`on_packet`] for every packet of a flow while its
+//! [`Inspector`] still wants bytes. Handshake bytes are reassembled per
+//! direction in bounded [`StreamReassembler`]s and handed to the pure
+//! parsers in `proto`. Once the handshake is read (or cannot be), the state
+//! is dropped and the inspector answers in O(1) with no work: packets after
+//! the handshake cost one match.
+//!
+//! Bounds: [`HANDSHAKE_BYTES_CLIENT`]/[`HANDSHAKE_BYTES_SERVER`] per TCP
+//! direction, [`QUIC_CRYPTO_BYTES`] per QUIC direction, [`MAX_HANDSHAKE_PACKETS`]
+//! packets before giving up, [`DNS_TCP_BYTES`] per DNS-over-TCP direction.
+
+use super::key::{FlowKey, Side};
+use super::reassembly::{tcp_clip, StreamReassembler, HANDSHAKE_BYTES_CLIENT, HANDSHAKE_BYTES_SERVER};
+use super::stats::FlowStats;
+use crate::observation::{DhcpObservation, DnsObservation, Observation};
+use crate::proto::quic::{self, CryptoFrame, InitialKeys, PacketKind, QuicVersion};
+use crate::proto::tls::{self, ClientHello, Scan, ServerHandshake};
+use crate::proto::{dhcp, dns};
+use serde::Serialize;
+
+/// Packets of a flow inspected before a handshake that has not completed is
+/// given up on (reported as truncated).
+pub const MAX_HANDSHAKE_PACKETS: u32 = 64;
+/// Bytes of a QUIC CRYPTO stream kept per direction (ClientHello, or
+/// ServerHello: the server's certificate travels in Handshake packets).
+pub const QUIC_CRYPTO_BYTES: usize = 16 * 1024;
+/// Bytes of a DNS-over-TCP stream parsed per direction.
+pub const DNS_TCP_BYTES: usize = 16 * 1024;
+/// DNS messages parsed per flow (a resolver flow can carry many).
+pub const MAX_DNS_MESSAGES: u32 = 1024;
+
+const DNS_PORT: u16 = 53;
+
+/// What one packet told the flow table.
+#[derive(Default)]
+pub struct Outcome {
+    /// The side that sent a ClientHello or QUIC client Initial.
+    pub client_is: Option<Side>,
+}
+
+/// A packet as the inspector sees it.
+pub struct Seen<'a> {
+    pub side: Side,
+    pub seq: u32,
+    pub tcp_flags: u8,
+    pub payload: &'a [u8],
+    pub ts_ns: u64,
+    pub src_mac: Option<[u8; 6]>,
+}
+
+/// What a flow's handshake said, kept after the handshake state is dropped.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AppSummary {
+    /// "tls", "quic", "dns", "dhcp" when recognised.
+    pub protocol: Option<&'static str>,
+    pub client_hello: Option<Box<ClientHello>>,
+    pub server: Option<Box<ServerHandshake>>,
+    /// A hello was started but could not be completed (gap, bound, flow ended).
+    pub tls_truncated: bool,
+    pub quic: Option<QuicSummary>,
+    /// The first DNS response of the flow (else the first query).
+    pub dns: Option<Box<dns::DnsSummary>>,
+    pub dns_messages: u32,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct QuicSummary {
+    /// The client Initial's version.
+    pub version: u32,
+    /// A ClientHello was decrypted from the Initials.
+    pub decrypted: bool,
+    pub retry: bool,
+    pub version_negotiation: bool,
+    pub initial_packets: u32,
+}
+
+/// Per-flow inspection state.
+pub struct Inspector {
+    state: State,
+    summary: AppSummary,
+}
+
+enum State {
+    /// No payload yet.
+    Pending,
+    Tls(Box<TlsState>),
+    Quic(Box<QuicState>),
+    DnsUdp,
+    DnsTcp(Box<[StreamReassembler; 2]>, [u32; 2]),
+    Dhcp,
+    /// Nothing more to learn from this flow.
+    Done,
+}
+
+struct TlsState {
+    client: Side,
+    dirs: [TcpDir; 2],
+    packets: u32,
+}
+
+struct TcpDir {
+    /// Sequence number of stream offset 0 (ISN + 1, or the first payload seen).
+    base: Option<u32>,
+    buf: StreamReassembler,
+    done: bool,
+}
+
+struct QuicState {
+    client: Side,
+    version: QuicVersion,
+    keys: Option<InitialKeys>,
+    /// The connection id a Retry asked the client to use next.
+    retry_scid: Option<Vec<u8>>,
+    crypto: [StreamReassembler; 2],
+    done: [bool; 2],
+    packets: u32,
+    scratch: Vec<u8>,
+    frames: Vec<CryptoFrame>,
+}
+
+impl Inspector {
+    pub fn new(_key: &FlowKey) -> Inspector {
+        Inspector { state: State::Pending, summary: AppSummary::default() }
+    }
+
+    /// The summary as it stands (an incomplete handshake counts as truncated).
+    pub fn summary(&self) -> AppSummary {
+        let mut s = self.summary.clone();
+        let started = match &self.state {
+            State::Tls(t) => !t.dirs[t.client.index()].done && !t.dirs[t.client.index()].buf.contiguous().is_empty(),
+            State::Quic(q) => !q.done[q.client.index()] && !q.crypto[q.client.index()].contiguous().is_empty(),
+            _ => false,
+        };
+        s.tls_truncated |= started;
+        s
+    }
+}
+
+/// Does this first payload start a TLS ClientHello or a QUIC client Initial?
+pub fn looks_like_client_hello(proto: u8, payload: &[u8]) -> bool {
+    match proto {
+        6 => tls::looks_like_tls_client(payload),
+        17 => quic_client_initial(payload).is_some(),
+        _ => false,
+    }
+}
+
+/// The version and DCID of a datagram's first packet if it is a client Initial of a known version.
+fn quic_client_initial(payload: &[u8]) -> Option<(QuicVersion, &[u8])> {
+    if !quic::is_quic_long_header(payload) {
+        return None;
+    }
+    let h = quic::parse_long_headers(payload).next()?.ok()?;
+    (h.kind == PacketKind::Initial && h.version.is_known() && h.dcid.len() >= 8).then_some((h.version, h.dcid))
+}
+
+fn looks_like_tls_server(payload: &[u8]) -> bool {
+    matches!(payload, [22, 3, 0..=4, _, _, 2, ..])
+}
+
+/// Handles one packet of a flow. `isn` are the TCP initial sequence numbers seen, per side.
+pub fn on_packet(
+    insp: &mut Inspector,
+    key: &FlowKey,
+    flow_id: u64,
+    client: Side,
+    pkt: Seen<'_>,
+    isn: &[Option<u32>; 2],
+    out: &mut Vec<Observation>,
+    stats: &mut FlowStats,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    if matches!(insp.state, State::Done) || pkt.payload.is_empty() {
+        return outcome;
+    }
+    if matches!(insp.state, State::Pending) {
+        insp.state = start(key, &pkt, &mut insp.summary, &mut outcome);
+    }
+    match &mut insp.state {
+        State::Pending | State::Done => {}
+        State::Tls(t) => {
+            if tls_packet(t, &pkt, isn, &mut insp.summary, stats) {
+                insp.state = State::Done;
+            }
+        }
+        State::Quic(q) => {
+            if quic_packet(q, &pkt, &mut insp.summary, stats) {
+                insp.state = State::Done;
+            }
+        }
+        State::Dhcp => {
+            if let Some(o) = dhcp_observation(pkt.payload, pkt.src_mac, pkt.ts_ns, stats) {
+                out.push(o);
+            }
+        }
+        State::DnsUdp => {
+            if insp.summary.dns_messages < MAX_DNS_MESSAGES {
+                dns_message(pkt.payload, key, flow_id, client, pkt.ts_ns, &mut insp.summary, out, stats);
+            }
+        }
+        State::DnsTcp(bufs, consumed) => {
+            let i = pkt.side.index();
+            if let Some(base) = isn[i].map(|s| s.wrapping_add(1)) {
+                if let Some((off, data)) = tcp_clip(base, pkt.seq, pkt.payload) {
+                    bufs[i].insert(off, data);
+                }
+            }
+            let stream = bufs[i].contiguous();
+            let from = (consumed[i] as usize).min(stream.len());
+            let mut msgs = dns::split_tcp_messages(&stream[from..]);
+            for m in msgs.by_ref() {
+                dns_message(m, key, flow_id, client, pkt.ts_ns, &mut insp.summary, out, stats);
+            }
+            consumed[i] += msgs.consumed() as u32;
+        }
+    }
+    if let State::Tls(t) = &insp.state {
+        outcome.client_is = Some(t.client);
+    }
+    outcome
+}
+
+fn start(key: &FlowKey, pkt: &Seen<'_>, summary: &mut AppSummary, outcome: &mut Outcome) -> State {
+    let dns_port = key.a.port == DNS_PORT || key.b.port == DNS_PORT;
+    match key.proto {
+        6 if tls::looks_like_tls_client(pkt.payload) => {
+            outcome.client_is = Some(pkt.side);
+            summary.protocol = Some("tls");
+            State::Tls(Box::new(TlsState::new(pkt.side)))
+        }
+        6 if looks_like_tls_server(pkt.payload) => {
+            // Midstream: the ClientHello was not captured, the server's hello was.
+            summary.protocol = Some("tls");
+            State::Tls(Box::new(TlsState::new(pkt.side.other())))
+        }
+        6 if dns_port => {
+            summary.protocol = Some("dns");
+            State::DnsTcp(Box::new([StreamReassembler::new(DNS_TCP_BYTES), StreamReassembler::new(DNS_TCP_BYTES)]), [0; 2])
+        }
+        17 if dns_port => {
+            summary.protocol = Some("dns");
+            State::DnsUdp
+        }
+        17 if dhcp::is_dhcp(key.a.port, key.b.port) => {
+            summary.protocol = Some("dhcp");
+            State::Dhcp
+        }
+        17 => match quic_client_initial(pkt.payload) {
+            Some((version, _)) => {
+                outcome.client_is = Some(pkt.side);
+                summary.protocol = Some("quic");
+                summary.quic = Some(QuicSummary { version: version.0, ..Default::default() });
+                State::Quic(Box::new(QuicState {
+                    client: pkt.side,
+                    version,
+                    keys: None,
+                    retry_scid: None,
+                    crypto: [StreamReassembler::new(QUIC_CRYPTO_BYTES), StreamReassembler::new(QUIC_CRYPTO_BYTES)],
+                    done: [false; 2],
+                    packets: 0,
+                    scratch: Vec::new(),
+                    frames: Vec::new(),
+                }))
+            }
+            None => State::Done,
+        },
+        _ => State::Done,
+    }
+}
+
+impl TlsState {
+    fn new(client: Side) -> TlsState {
+        let dir = |bound| TcpDir { base: None, buf: StreamReassembler::new(bound), done: false };
+        let (a, b) = if client == Side::A {
+            (HANDSHAKE_BYTES_CLIENT, HANDSHAKE_BYTES_SERVER)
+        } else {
+            (HANDSHAKE_BYTES_SERVER, HANDSHAKE_BYTES_CLIENT)
+        };
+        TlsState { client, dirs: [dir(a), dir(b)], packets: 0 }
+    }
+}
+
+/// Feeds one TCP segment; true when nothing more is to be learned.
+fn tls_packet(t: &mut TlsState, pkt: &Seen<'_>, isn: &[Option<u32>; 2], summary: &mut AppSummary, stats: &mut FlowStats) -> bool {
+    t.packets += 1;
+    let i = pkt.side.index();
+    let from_client = pkt.side == t.client;
+    let dir = &mut t.dirs[i];
+    if !dir.done {
+        let base = *dir.base.get_or_insert_with(|| isn[i].map_or(pkt.seq, |s| s.wrapping_add(1)));
+        if let Some((off, data)) = tcp_clip(base, pkt.seq, pkt.payload) {
+            dir.buf.insert(off, data);
+        }
+        let stuck = dir.buf.is_full() || dir.buf.overflowed() || dir.buf.range_limit_hit();
+        if from_client {
+            match tls::scan_client_records(dir.buf.contiguous()).or_truncated(stuck) {
+                Scan::NeedMore => {}
+                Scan::Done(ch) => {
+                    summary.client_hello = Some(Box::new(ch));
+                    dir.done = true;
+                }
+                Scan::NotTls => dir.done = true,
+                Scan::Truncated => {
+                    summary.tls_truncated = true;
+                    stats.anomaly("tls_client_hello_truncated");
+                    dir.done = true;
+                }
+                Scan::Malformed(_) => {
+                    stats.anomaly("tls_client_hello_malformed");
+                    dir.done = true;
+                }
+            }
+        } else {
+            match tls::scan_server_records(dir.buf.contiguous()).or_truncated(stuck) {
+                Scan::NeedMore => {}
+                Scan::Done(sh) => {
+                    dir.done = sh.complete;
+                    if sh.certificate_error.is_some() {
+                        stats.anomaly("tls_certificate_malformed");
+                    }
+                    summary.server = Some(Box::new(sh));
+                }
+                Scan::NotTls => dir.done = true,
+                Scan::Truncated => {
+                    stats.anomaly("tls_server_hello_truncated");
+                    dir.done = true;
+                }
+                Scan::Malformed(_) => {
+                    stats.anomaly("tls_server_hello_malformed");
+                    dir.done = true;
+                }
+            }
+        }
+        if dir.done {
+            dir.buf.release();
+        }
+    }
+    let finished = t.dirs.iter().all(|d| d.done);
+    if !finished && t.packets >= MAX_HANDSHAKE_PACKETS {
+        if !t.dirs[t.client.index()].done && !t.dirs[t.client.index()].buf.contiguous().is_empty() {
+            summary.tls_truncated = true;
+            stats.anomaly("tls_client_hello_truncated");
+        }
+        return true;
+    }
+    finished
+}
+
+/// Feeds one UDP datagram of a QUIC flow; true when nothing more is to be learned.
+fn quic_packet(q: &mut QuicState, pkt: &Seen<'_>, summary: &mut AppSummary, stats: &mut FlowStats) -> bool {
+    q.packets += 1;
+    let from_client = pkt.side == q.client;
+    let qs = summary.quic.get_or_insert_with(Default::default);
+    let Some(Ok(first)) = quic::parse_long_headers(pkt.payload).next() else {
+        // Short-header packets: the handshake is over or was not seen.
+        return q.packets >= MAX_HANDSHAKE_PACKETS;
+    };
+    match first.kind {
+        PacketKind::Retry if !from_client => {
+            qs.retry = true;
+            q.retry_scid = Some(first.scid.to_vec());
+        }
+        PacketKind::VersionNegotiation => qs.version_negotiation = true,
+        _ => {}
+    }
+    if from_client && first.kind == PacketKind::Initial {
+        let rekey = q.keys.is_none() || q.retry_scid.as_deref() == Some(first.dcid);
+        if rekey {
+            if q.retry_scid.as_deref() == Some(first.dcid) {
+                q.retry_scid = None;
+                q.crypto = [StreamReassembler::new(QUIC_CRYPTO_BYTES), StreamReassembler::new(QUIC_CRYPTO_BYTES)];
+                q.done = [false; 2];
+            }
+            q.keys = InitialKeys::derive(q.version, first.dcid);
+            if q.keys.is_none() {
+                stats.anomaly("quic_unknown_version");
+                return true;
+            }
+        }
+    }
+    let i = pkt.side.index();
+    if let Some(keys) = &q.keys {
+        if !q.done[i] {
+            q.frames.clear();
+            match quic::open_initials(pkt.payload, keys, from_client, &mut q.scratch, &mut q.frames) {
+                Ok(s) => qs.initial_packets += s.initial_packets,
+                Err(e) => stats.anomaly(e.reason()),
+            }
+            for f in &q.frames {
+                q.crypto[i].insert(f.offset, &f.data);
+            }
+            let stuck = q.crypto[i].is_full() || q.crypto[i].overflowed() || q.crypto[i].range_limit_hit();
+            let buf = q.crypto[i].contiguous();
+            if from_client {
+                match tls::scan_client_messages(buf).or_truncated(stuck) {
+                    Scan::NeedMore => {}
+                    Scan::Done(ch) => {
+                        summary.client_hello = Some(Box::new(ch));
+                        qs.decrypted = true;
+                        q.done[i] = true;
+                    }
+                    Scan::Truncated => {
+                        summary.tls_truncated = true;
+                        stats.anomaly("quic_client_hello_truncated");
+                        q.done[i] = true;
+                    }
+                    Scan::NotTls | Scan::Malformed(_) => {
+                        stats.anomaly("quic_client_hello_malformed");
+                        q.done[i] = true;
+                    }
+                }
+            } else {
+                match tls::scan_server_messages(buf).or_truncated(stuck) {
+                    Scan::NeedMore => {}
+                    Scan::Done(sh) => {
+                        q.done[i] = sh.hello.is_some();
+                        summary.server = Some(Box::new(sh));
+                    }
+                    Scan::Truncated | Scan::NotTls | Scan::Malformed(_) => {
+                        stats.anomaly("quic_server_hello_unreadable");
+                        q.done[i] = true;
+                    }
+                }
+            }
+            if q.done[i] {
+                q.crypto[i].release();
+            }
+        }
+    }
+    if q.done[0] && q.done[1] {
+        return true;
+    }
+    if q.packets >= MAX_HANDSHAKE_PACKETS {
+        if !q.done[q.client.index()] && !q.crypto[q.client.index()].contiguous().is_empty() {
+            summary.tls_truncated = true;
+        }
+        return true;
+    }
+    false
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dns_message(
+    bytes: &[u8],
+    key: &FlowKey,
+    flow_id: u64,
+    client: Side,
+    ts_ns: u64,
+    summary: &mut AppSummary,
+    out: &mut Vec<Observation>,
+    stats: &mut FlowStats,
+) {
+    summary.dns_messages += 1;
+    let msg = match dns::parse_message(bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            stats.anomaly(e.reason());
+            return;
+        }
+    };
+    for a in &msg.anomalies {
+        stats.anomaly(a.reason());
+    }
+    let keep = match &summary.dns {
+        None => true,
+        Some(prev) => !prev.is_response && msg.is_response,
+    };
+    if keep {
+        summary.dns = Some(Box::new(msg.clone()));
+    }
+    let server = client.other();
+    out.push(Observation::Dns(Box::new(DnsObservation {
+        ts_ns,
+        flow_id,
+        client_ip: key.ip(client),
+        client_port: key.endpoint(client).port,
+        server_ip: key.ip(server),
+        server_port: key.endpoint(server).port,
+        proto: key.proto,
+        community_id: super::community_id::community_id(key, super::community_id::DEFAULT_SEED),
+        message: msg,
+    })));
+}
+
+/// Parses a DHCP datagram into an observation for the identity stage.
+fn dhcp_observation(payload: &[u8], src_mac: Option<[u8; 6]>, ts_ns: u64, stats: &mut FlowStats) -> Option<Observation> {
+    match dhcp::parse_dhcpv4(payload) {
+        Ok(message) => Some(Observation::Dhcp(Box::new(DhcpObservation { ts_ns, src_mac, message }))),
+        Err(e) => {
+            stats.anomaly(e.reason());
+            None
+        }
+    }
+}

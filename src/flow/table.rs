@@ -1,0 +1,511 @@
+//! The bounded flow table of one shard, and the per-packet flow logic.
+//!
+//! Storage: a slab of flows (`Vec<Slot>` with a free list) indexed by a hash
+//! map from [`FlowKey`] to slot. Expiry: one FIFO queue of `(slot, generation)`
+//! per timeout class; an entry whose flow was touched since it was queued is
+//! re-queued behind, so every step of a sweep is O(1) amortized.
+
+use super::community_id::{community_id, DEFAULT_SEED};
+use super::inspect::{self, Inspector};
+use super::key::{FlowKey, Side};
+use super::profile::ProfileState;
+use super::stats::FlowStats;
+use crate::decode::{Encap, Fragment, Packet, Vlans, L4};
+use crate::observation::{ClientReason, DirectionStats, FlowSummary, Observation, Termination};
+use std::collections::{HashMap, VecDeque};
+
+const NS: u64 = 1_000_000_000;
+
+/// How often, in packet time, idle flows are swept out of the table.
+pub const SWEEP_INTERVAL_NS: u64 = NS;
+
+/// How many stale queue entries one eviction may skip before it takes the
+/// oldest entry it has: bounds the work a full table adds to one packet.
+const EVICT_SCAN_LIMIT: usize = 64;
+
+/// Flow-table settings (validated: all durations are positive).
+#[derive(Clone, Debug)]
+pub struct FlowConfig {
+    /// Most flows one shard holds at once.
+    pub max_flows: usize,
+    pub tcp_timeout_ns: u64,
+    /// Idle time after FIN from both sides or RST before the record is written
+    /// (late retransmissions and ACKs still join the flow).
+    pub tcp_closed_timeout_ns: u64,
+    pub udp_timeout_ns: u64,
+    pub other_timeout_ns: u64,
+    /// A flow active for this long gets an interim record, then again each period.
+    pub active_timeout_ns: u64,
+    /// Idle gap that separates bursts in the timing profile.
+    pub burst_gap_ns: u64,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            max_flows: 1_000_000,
+            tcp_timeout_ns: 300 * NS,
+            tcp_closed_timeout_ns: 5 * NS,
+            udp_timeout_ns: 60 * NS,
+            other_timeout_ns: 60 * NS,
+            active_timeout_ns: 1800 * NS,
+            burst_gap_ns: NS,
+        }
+    }
+}
+
+/// Timeout classes, each with its own expiry queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    Tcp = 0,
+    TcpClosed = 1,
+    Udp = 2,
+    Other = 3,
+}
+const CLASSES: usize = 4;
+
+#[derive(Default)]
+struct Tcp {
+    isn: [Option<u32>; 2],
+    fin: [bool; 2],
+    rst: bool,
+}
+
+impl Tcp {
+    fn closed(&self) -> bool {
+        self.rst || (self.fin[0] && self.fin[1])
+    }
+}
+
+struct Flow {
+    key: FlowKey,
+    id: u64,
+    client: Side,
+    client_reason: ClientReason,
+    class: Class,
+    start_ns: u64,
+    last_ns: u64,
+    interim_from_ns: u64,
+    sides: [DirectionStats; 2],
+    encap: Vec<String>,
+    tcp: Tcp,
+    profile: ProfileState,
+    truncated_packets: u64,
+    fragments: u64,
+    inspector: Inspector,
+}
+
+struct Slot {
+    gen: u32,
+    flow: Option<Box<Flow>>,
+}
+
+struct QueueEntry {
+    slot: u32,
+    gen: u32,
+    /// The flow's `last_ns` when it was queued: if it changed, the entry is stale.
+    last_ns: u64,
+}
+
+/// One worker's flow table and the per-packet logic.
+pub struct Shard {
+    cfg: FlowConfig,
+    map: HashMap<FlowKey, u32>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    queues: [VecDeque<QueueEntry>; CLASSES],
+    now_ns: u64,
+    next_sweep_ns: u64,
+    pub stats: FlowStats,
+}
+
+fn timeout_class(proto: u8) -> Class {
+    match proto {
+        6 => Class::Tcp,
+        17 => Class::Udp,
+        _ => Class::Other,
+    }
+}
+
+/// Well-known service ports above 1023 that the port heuristic treats as servers.
+const HIGH_SERVICE_PORTS: &[u16] = &[1194, 1812, 1813, 3478, 4500, 5060, 5061, 5223, 5228, 8080, 8443, 9001];
+
+fn is_service_port(p: u16) -> bool {
+    p < 1024 || HIGH_SERVICE_PORTS.contains(&p)
+}
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+/// The (up to two) VLAN ids of a packet as a fixed pair, 0 for none.
+pub fn vlan_pair(v: &Vlans) -> [u16; 2] {
+    let s = v.as_slice();
+    [s.first().copied().unwrap_or(0), s.get(1).copied().unwrap_or(0)]
+}
+
+/// The ports of a packet's transport header (0 when it has none).
+pub fn ports(l4: &L4<'_>) -> (u16, u16) {
+    match *l4 {
+        L4::Tcp(t) => (t.src_port, t.dst_port),
+        L4::Udp { src_port, dst_port, .. } => (src_port, dst_port),
+        L4::Other { .. } => (0, 0),
+    }
+}
+
+/// A short label for one encapsulation layer, as records show it.
+fn encap_label(e: &Encap) -> String {
+    match *e {
+        Encap::Vlan(id) => format!("vlan:{id}"),
+        Encap::Mpls(label) => format!("mpls:{label}"),
+        Encap::Pppoe(sid) => format!("pppoe:{sid}"),
+        Encap::Gre { key: Some(k) } => format!("gre:{k}"),
+        Encap::Gre { key: None } => "gre".into(),
+        Encap::Erspan { version, session } => format!("erspan{}:{session}", version + 1),
+        Encap::Vxlan(vni) => format!("vxlan:{vni}"),
+        Encap::Geneve(vni) => format!("geneve:{vni}"),
+        Encap::IpInIp => "ip-in-ip".into(),
+        Encap::GtpU(teid) => format!("gtp-u:{teid}"),
+        Encap::Teredo => "teredo".into(),
+        Encap::VnTag => "vntag".into(),
+    }
+}
+
+impl Shard {
+    pub fn new(cfg: FlowConfig) -> Shard {
+        Shard {
+            cfg,
+            map: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            queues: Default::default(),
+            now_ns: 0,
+            next_sweep_ns: 0,
+            stats: FlowStats::default(),
+        }
+    }
+
+    /// Packet time as this shard has seen it.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    pub fn active(&self) -> usize {
+        self.map.len()
+    }
+
+    fn timeout(&self, class: Class) -> u64 {
+        match class {
+            Class::Tcp => self.cfg.tcp_timeout_ns,
+            Class::TcpClosed => self.cfg.tcp_closed_timeout_ns,
+            Class::Udp => self.cfg.udp_timeout_ns,
+            Class::Other => self.cfg.other_timeout_ns,
+        }
+    }
+
+    /// Processes one decoded packet at packet time `ts_ns`; finished flows and
+    /// other observations are pushed to `out`.
+    pub fn process(&mut self, ts_ns: u64, pkt: &Packet<'_>, out: &mut Vec<Observation>) {
+        if ts_ns < self.now_ns {
+            self.stats.ts_backwards += 1;
+        } else {
+            self.now_ns = ts_ns;
+        }
+        let now = self.now_ns;
+        if now >= self.next_sweep_ns {
+            self.sweep(out);
+            self.next_sweep_ns = now.saturating_add(SWEEP_INTERVAL_NS);
+        }
+
+        let (sport, dport, tcp_flags, seq, payload) = match pkt.l4 {
+            L4::Tcp(t) => (t.src_port, t.dst_port, t.flags, t.seq, t.payload),
+            L4::Udp { src_port, dst_port, payload } => (src_port, dst_port, 0, 0, payload),
+            L4::Other { payload, .. } => (0, 0, 0, 0, payload),
+        };
+        if let Fragment::Later { .. } = pkt.fragment {
+            // A non-first fragment carries no ports: it cannot be keyed to a flow.
+            self.stats.unkeyed_packets += 1;
+            return;
+        }
+        let (key, side) = FlowKey::new(pkt.ip.src, sport, pkt.ip.dst, dport, pkt.ip.proto, vlan_pair(&pkt.vlans));
+        let is_syn = tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+
+        let mut slot = self.map.get(&key).copied();
+        if let Some(s) = slot {
+            let flow = self.flow(s);
+            let expired = now.saturating_sub(flow.last_ns) > self.timeout(flow.class);
+            let reused = is_syn
+                && flow.tcp.closed()
+                && flow.tcp.isn[side.index()].is_some_and(|isn| isn != seq);
+            if expired || reused {
+                let reason = Self::end_reason(flow, expired);
+                out.push(self.finish(s, reason));
+                slot = None;
+            }
+        }
+        let s = match slot {
+            Some(s) => s,
+            None => self.create(key, side, pkt, tcp_flags, payload, out),
+        };
+
+        let burst_gap = self.cfg.burst_gap_ns;
+        let active_timeout = self.cfg.active_timeout_ns;
+        let flow = self.slots[s as usize].flow.as_deref_mut().expect("mapped slot holds a flow");
+        let was_closed = flow.tcp.closed();
+        let d = &mut flow.sides[side.index()];
+        if d.packets == 0 {
+            d.first_ns = now;
+            d.mac = pkt.src_mac;
+        }
+        d.packets += 1;
+        d.ip_bytes += u64::from(pkt.ip.ip_len);
+        d.payload_bytes += u64::from(pkt.l4_payload_len);
+        d.tcp_flags |= tcp_flags;
+        d.last_ns = now;
+        flow.last_ns = now;
+        flow.truncated_packets += u64::from(pkt.truncated);
+        flow.fragments += u64::from(matches!(pkt.fragment, Fragment::First { .. }));
+        flow.profile.update(now, pkt.l4_payload_len, side == flow.client, burst_gap);
+
+        if key.proto == 6 {
+            if tcp_flags & TCP_SYN != 0 {
+                flow.tcp.isn[side.index()] = Some(seq);
+            }
+            if tcp_flags & TCP_FIN != 0 {
+                flow.tcp.fin[side.index()] = true;
+            }
+            if tcp_flags & TCP_RST != 0 {
+                flow.tcp.rst = true;
+            }
+        }
+
+        let seen = inspect::Seen { side, seq, tcp_flags, payload, ts_ns: now, src_mac: pkt.src_mac };
+        let outcome = inspect::on_packet(&mut flow.inspector, &key, flow.id, flow.client, seen, &flow.tcp.isn, out, &mut self.stats);
+        if let Some(client) = outcome.client_is {
+            // A ClientHello names the client more surely than ports or packet order.
+            if client != flow.client && flow.client_reason > ClientReason::ClientHello {
+                flow.client = client;
+                flow.profile.swap_direction();
+            }
+            if flow.client_reason > ClientReason::ClientHello {
+                flow.client_reason = ClientReason::ClientHello;
+            }
+        }
+
+        let interim_due = now.saturating_sub(flow.interim_from_ns) >= active_timeout;
+        let newly_closed = !was_closed && flow.tcp.closed();
+        if newly_closed {
+            flow.class = Class::TcpClosed;
+        }
+        if newly_closed {
+            self.enqueue(s);
+        }
+        if interim_due {
+            self.flow_mut(s).interim_from_ns = now;
+            self.stats.interim += 1;
+            out.push(Observation::Flow(self.summary(s, Termination::ActiveTimeout)));
+        }
+    }
+
+    fn end_reason(flow: &Flow, expired: bool) -> Termination {
+        if flow.tcp.rst {
+            Termination::Rst
+        } else if flow.tcp.closed() {
+            Termination::Fin
+        } else if expired {
+            Termination::IdleTimeout
+        } else {
+            Termination::Fin
+        }
+    }
+
+    fn create(&mut self, key: FlowKey, side: Side, pkt: &Packet<'_>, flags: u8, payload: &[u8], out: &mut Vec<Observation>) -> u32 {
+        if self.map.len() >= self.cfg.max_flows {
+            self.evict_one(out);
+        }
+        let (client, client_reason) = if key.proto == 6 && flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+            (side, ClientReason::Syn)
+        } else if key.proto == 6 && flags & (TCP_SYN | TCP_ACK) == (TCP_SYN | TCP_ACK) {
+            (side.other(), ClientReason::SynAck)
+        } else if inspect::looks_like_client_hello(key.proto, payload) {
+            (side, ClientReason::ClientHello)
+        } else {
+            let (src, dst) = (key.endpoint(side).port, key.endpoint(side.other()).port);
+            if is_service_port(dst) && !is_service_port(src) {
+                (side, ClientReason::Port)
+            } else if is_service_port(src) && !is_service_port(dst) {
+                (side.other(), ClientReason::Port)
+            } else {
+                (side, ClientReason::FirstPacket)
+            }
+        };
+        let now = self.now_ns;
+        let id = key.symmetric_hash() ^ now.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let flow = Box::new(Flow {
+            key,
+            id,
+            client,
+            client_reason,
+            class: timeout_class(key.proto),
+            start_ns: now,
+            last_ns: now,
+            interim_from_ns: now,
+            sides: Default::default(),
+            encap: pkt.encap.as_slice().iter().map(encap_label).collect(),
+            tcp: Tcp::default(),
+            profile: ProfileState::default(),
+            truncated_packets: 0,
+            fragments: 0,
+            inspector: Inspector::new(&key),
+        });
+        let s = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize].flow = Some(flow);
+                s
+            }
+            None => {
+                self.slots.push(Slot { gen: 0, flow: Some(flow) });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.map.insert(key, s);
+        self.stats.created += 1;
+        self.stats.peak_active = self.stats.peak_active.max(self.map.len() as u64);
+        self.enqueue(s);
+        s
+    }
+
+    fn flow(&self, s: u32) -> &Flow {
+        self.slots[s as usize].flow.as_deref().expect("mapped slot holds a flow")
+    }
+
+    fn flow_mut(&mut self, s: u32) -> &mut Flow {
+        self.slots[s as usize].flow.as_deref_mut().expect("mapped slot holds a flow")
+    }
+
+    fn enqueue(&mut self, s: u32) {
+        let slot = &self.slots[s as usize];
+        let flow = slot.flow.as_deref().expect("enqueued slot holds a flow");
+        self.queues[flow.class as usize].push_back(QueueEntry { slot: s, gen: slot.gen, last_ns: flow.last_ns });
+    }
+
+    /// The live flow an entry refers to, if the entry is still current for this queue.
+    fn entry_flow(&self, e: &QueueEntry, class: usize) -> Option<&Flow> {
+        let slot = self.slots.get(e.slot as usize)?;
+        let flow = slot.flow.as_deref()?;
+        (slot.gen == e.gen && flow.class as usize == class).then_some(flow)
+    }
+
+    /// Emits flows whose idle timeout has passed.
+    fn sweep(&mut self, out: &mut Vec<Observation>) {
+        let now = self.now_ns;
+        for class in 0..CLASSES {
+            while let Some(e) = self.queues[class].pop_front() {
+                let Some(flow) = self.entry_flow(&e, class) else { continue };
+                let timeout = self.timeout(flow.class);
+                if now.saturating_sub(flow.last_ns) > timeout {
+                    let reason = Self::end_reason(flow, true);
+                    out.push(self.finish(e.slot, reason));
+                } else if flow.last_ns != e.last_ns {
+                    // Touched since queued: goes to the back with its new time.
+                    let last_ns = flow.last_ns;
+                    self.queues[class].push_back(QueueEntry { last_ns, ..e });
+                } else {
+                    self.queues[class].push_front(e);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Makes room for one flow: evicts the least recently active flow found at
+    /// the front of the expiry queues.
+    fn evict_one(&mut self, out: &mut Vec<Observation>) {
+        let mut best: Option<(u64, usize)> = None;
+        let mut steps = 0;
+        for class in 0..CLASSES {
+            while let Some(e) = self.queues[class].pop_front() {
+                steps += 1;
+                let Some(flow) = self.entry_flow(&e, class) else { continue };
+                let (last_ns, fresh) = (flow.last_ns, flow.last_ns == e.last_ns);
+                if !fresh && steps < EVICT_SCAN_LIMIT {
+                    self.queues[class].push_back(QueueEntry { last_ns, ..e });
+                    continue;
+                }
+                self.queues[class].push_front(QueueEntry { last_ns, ..e });
+                if best.is_none_or(|(t, _)| last_ns < t) {
+                    best = Some((last_ns, class));
+                }
+                break;
+            }
+        }
+        if let Some((_, class)) = best {
+            if let Some(e) = self.queues[class].pop_front() {
+                self.stats.evicted += 1;
+                out.push(self.finish(e.slot, Termination::Evicted));
+            }
+        }
+    }
+
+    /// Removes a flow from the table and returns its final record.
+    fn finish(&mut self, s: u32, reason: Termination) -> Observation {
+        let obs = Observation::Flow(self.summary(s, reason));
+        let slot = &mut self.slots[s as usize];
+        if let Some(flow) = slot.flow.take() {
+            self.map.remove(&flow.key);
+        }
+        slot.gen = slot.gen.wrapping_add(1);
+        self.free.push(s);
+        if reason != Termination::Evicted {
+            self.stats.expired += 1;
+        }
+        obs
+    }
+
+    fn summary(&self, s: u32, reason: Termination) -> Box<FlowSummary> {
+        let f = self.flow(s);
+        let (c, sv) = (f.client, f.client.other());
+        let k = &f.key;
+        Box::new(FlowSummary {
+            id: f.id,
+            client_ip: k.ip(c),
+            client_port: k.endpoint(c).port,
+            server_ip: k.ip(sv),
+            server_port: k.endpoint(sv).port,
+            proto: k.proto,
+            vlans: k.vlans.iter().copied().filter(|&v| v != 0).collect(),
+            encap: f.encap.clone(),
+            community_id: community_id(k, DEFAULT_SEED),
+            client_reason: f.client_reason,
+            start_ns: f.start_ns,
+            end_ns: f.last_ns,
+            emitted_ns: self.now_ns,
+            termination: reason,
+            interim: reason == Termination::ActiveTimeout,
+            client: f.sides[c.index()].clone(),
+            server: f.sides[sv.index()].clone(),
+            profile: f.profile.snapshot(),
+            truncated_packets: f.truncated_packets,
+            fragments: f.fragments,
+            app: f.inspector.summary(),
+        })
+    }
+
+    /// Ends every flow (end of input or shutdown), oldest first.
+    pub fn flush(&mut self, reason: Termination, out: &mut Vec<Observation>) {
+        let mut live: Vec<(u64, u64, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.flow.as_deref().map(|f| (f.start_ns, f.id, i as u32)))
+            .collect();
+        live.sort_unstable();
+        for (_, _, s) in live {
+            out.push(self.finish(s, reason));
+        }
+        for q in &mut self.queues {
+            q.clear();
+        }
+    }
+}

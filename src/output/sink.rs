@@ -1,0 +1,119 @@
+//! Where records go: stdout or a file, one JSON object per line.
+//!
+//! Lines are serialized into an in-memory buffer and written whole, so the
+//! output holds only complete lines: a reader never sees a partial record.
+//! Files are opened for append and never truncated; [`Sink::reopen`] starts
+//! writing to a fresh file at the same path (after logrotate moved the old one).
+
+use serde_json::Value;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Buffered bytes that trigger a write: large enough to amortize syscalls,
+/// small enough that a crash loses little.
+pub const SINK_BUFFER_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot open output {path}: {source}")]
+    Open { path: String, source: io::Error },
+    #[error("cannot write output {path}: {source}")]
+    Write { path: String, source: io::Error },
+}
+
+enum Target {
+    Stdout(io::Stdout),
+    File { path: PathBuf, file: File },
+}
+
+pub struct Sink {
+    target: Target,
+    buf: Vec<u8>,
+    /// Records written (complete lines handed to the OS or buffered).
+    pub records: u64,
+}
+
+impl Sink {
+    pub fn stdout() -> Sink {
+        Sink { target: Target::Stdout(io::stdout()), buf: Vec::with_capacity(SINK_BUFFER_BYTES * 2), records: 0 }
+    }
+
+    pub fn file(path: &Path) -> Result<Sink, SinkError> {
+        let file = open_append(path)?;
+        Ok(Sink { target: Target::File { path: path.to_path_buf(), file }, buf: Vec::with_capacity(SINK_BUFFER_BYTES * 2), records: 0 })
+    }
+
+    pub fn write(&mut self, record: &Value) -> Result<(), SinkError> {
+        // Serializing a Value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.buf, record);
+        self.buf.push(b'\n');
+        self.records += 1;
+        if self.buf.len() >= SINK_BUFFER_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let res = match &mut self.target {
+            Target::Stdout(out) => {
+                let mut lock = out.lock();
+                lock.write_all(&self.buf).and_then(|_| lock.flush())
+            }
+            Target::File { file, .. } => file.write_all(&self.buf),
+        };
+        self.buf.clear();
+        res.map_err(|source| SinkError::Write { path: self.path_name(), source })
+    }
+
+    /// Flushes, then reopens the output file at its path (no-op for stdout).
+    pub fn reopen(&mut self) -> Result<(), SinkError> {
+        self.flush()?;
+        if let Target::File { path, file } = &mut self.target {
+            *file = open_append(path)?;
+        }
+        Ok(())
+    }
+
+    fn path_name(&self) -> String {
+        match &self.target {
+            Target::Stdout(_) => "stdout".into(),
+            Target::File { path, .. } => path.display().to_string(),
+        }
+    }
+}
+
+fn open_append(path: &Path) -> Result<File, SinkError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| SinkError::Open { path: path.display().to_string(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_whole_lines_and_reopens() {
+        let dir = std::env::temp_dir().join(format!("nightjar-sink-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.json");
+        let mut s = Sink::file(&path).unwrap();
+        s.write(&serde_json::json!({"a": 1})).unwrap();
+        s.flush().unwrap();
+        std::fs::rename(&path, dir.join("old.json")).unwrap();
+        s.write(&serde_json::json!({"a": 2})).unwrap();
+        s.reopen().unwrap();
+        s.write(&serde_json::json!({"a": 3})).unwrap();
+        s.flush().unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("old.json")).unwrap(), "{\"a\":1}\n{\"a\":2}\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":3}\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,12 @@
+//! Application-protocol parsers: pure functions from bytes to owned summaries.
+//! They never touch the flow table and do no I/O.
+//!
+//! - `tls`: ClientHello/ServerHello/Certificate, JA3, JA3S, JA4;
+//! - `quic`: QUIC Initial packet protection and CRYPTO frames;
+//! - `dns`: DNS messages over UDP and TCP;
+//! - `dhcp`: DHCPv4.
+
+pub mod dhcp;
+pub mod dns;
+pub mod quic;
+pub mod tls;
