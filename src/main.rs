@@ -11,7 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "nightjar", version, about = "Passive sensor for encrypted mobile traffic: TLS/QUIC flow metadata joined to MDM inventory")]
+#[command(
+    name = "nightjar",
+    version,
+    about = "Passive sensor for encrypted mobile traffic: TLS/QUIC flow metadata joined to MDM inventory"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -87,7 +91,11 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         None => Config::default(),
     };
     if let Some(w) = args.workers {
-        anyhow::ensure!((1..=nightjar::config::MAX_WORKERS).contains(&w), "--workers {w} is out of range 1..={}", nightjar::config::MAX_WORKERS);
+        anyhow::ensure!(
+            (1..=nightjar::config::MAX_WORKERS).contains(&w),
+            "--workers {w} is out of range 1..={}",
+            nightjar::config::MAX_WORKERS
+        );
         cfg.capture.workers = w;
     }
     if args.dns_records {
@@ -102,8 +110,15 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         OutputPath::Stdout => Sink::stdout(),
         OutputPath::File(p) => Sink::file(p)?,
     };
-    let mut correlator = Correlator::new(CorrelatorOptions { dns_records: cfg.output.dns_records });
-    let opts = ReplayOptions { inputs: args.pcaps, workers: cfg.capture.workers, flow: cfg.flow.clone(), progress: !args.quiet };
+    let mut correlator = Correlator::new(CorrelatorOptions {
+        dns_records: cfg.output.dns_records,
+    });
+    let opts = ReplayOptions {
+        inputs: args.pcaps,
+        workers: cfg.capture.workers,
+        flow: cfg.flow.clone(),
+        progress: !args.quiet,
+    };
     let report = replay(&opts, &mut correlator, &mut sink).context("replay failed")?;
     correlator.finish(&report, &mut sink)?;
     sink.flush()?;

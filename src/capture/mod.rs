@@ -177,7 +177,9 @@ pub enum CaptureError {
         offset: u64,
     },
     /// A length field asks for more than [`MAX_BLOCK_SIZE`] bytes.
-    #[error("record at byte offset {offset} claims {len} bytes, over the {MAX_BLOCK_SIZE}-byte limit")]
+    #[error(
+        "record at byte offset {offset} claims {len} bytes, over the {MAX_BLOCK_SIZE}-byte limit"
+    )]
     BlockTooLarge {
         /// Offset of the record.
         offset: u64,
@@ -347,7 +349,11 @@ pub fn open_path(path: &Path) -> Result<CaptureReader<Box<dyn Read + Send>>, Cap
             source,
         };
         let file = std::fs::File::open(path).map_err(open_err)?;
-        let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+        let size = file
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
         (Box::new(file), size)
     };
     let mut reader = CaptureReader::new(source)?;

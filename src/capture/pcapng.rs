@@ -54,9 +54,7 @@ impl TsResolution {
     /// Converts a count of units into nanoseconds, saturating.
     fn to_nanos(self, units: u64) -> u64 {
         match self {
-            TsResolution::Pow10(n) if n <= 9 => {
-                units.saturating_mul(10u64.pow(u32::from(9 - n)))
-            }
+            TsResolution::Pow10(n) if n <= 9 => units.saturating_mul(10u64.pow(u32::from(9 - n))),
             // 10^20 exceeds u64, so any finer unit rounds to zero nanoseconds.
             TsResolution::Pow10(n) => 10u64
                 .checked_pow(u32::from(n - 9))
@@ -81,7 +79,10 @@ impl Interface {
     fn timestamp(&self, high: u32, low: u32) -> Timestamp {
         let units = (u64::from(high) << 32) | u64::from(low);
         let nanos = self.resolution.to_nanos(units);
-        let shift = self.offset_secs.unsigned_abs().saturating_mul(1_000_000_000);
+        let shift = self
+            .offset_secs
+            .unsigned_abs()
+            .saturating_mul(1_000_000_000);
         Timestamp(if self.offset_secs >= 0 {
             nanos.saturating_add(shift)
         } else {
@@ -264,8 +265,7 @@ impl NgState {
             e.u32_at(body, 12),
             e.u32_at(body, 16),
         );
-        let (Some(interface), Some(high), Some(low), Some(caplen), Some(orig_len)) = fields
-        else {
+        let (Some(interface), Some(high), Some(low), Some(caplen), Some(orig_len)) = fields else {
             stats.malformed_blocks += 1;
             return None;
         };
@@ -309,8 +309,7 @@ impl NgState {
             e.u32_at(body, 12),
             e.u32_at(body, 16),
         );
-        let (Some(interface), Some(high), Some(low), Some(caplen), Some(orig_len)) = fields
-        else {
+        let (Some(interface), Some(high), Some(low), Some(caplen), Some(orig_len)) = fields else {
             stats.malformed_blocks += 1;
             return None;
         };

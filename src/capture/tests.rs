@@ -5,8 +5,20 @@ use super::*;
 
 /// Builds a classic pcap file with the given magic written in the given byte order.
 fn pcap_file(magic: u32, big: bool, linktype: u32, records: &[(u32, u32, &[u8], u32)]) -> Vec<u8> {
-    let w32 = |v: u32| if big { v.to_be_bytes() } else { v.to_le_bytes() };
-    let w16 = |v: u16| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+    let w32 = |v: u32| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let w16 = |v: u16| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
     let mut f = Vec::new();
     f.extend(w32(magic));
     f.extend(w16(2));
@@ -30,7 +42,13 @@ fn pcap_file(magic: u32, big: bool, linktype: u32, records: &[(u32, u32, &[u8], 
 
 /// Builds one pcapng block (type, body padded to 4) in the given byte order.
 fn block(big: bool, block_type: u32, body: &[u8]) -> Vec<u8> {
-    let w32 = |v: u32| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+    let w32 = |v: u32| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
     let padded = body.len().div_ceil(4) * 4;
     let len = (padded + 12) as u32;
     let mut b = Vec::new();
@@ -44,7 +62,13 @@ fn block(big: bool, block_type: u32, body: &[u8]) -> Vec<u8> {
 
 fn shb(big: bool) -> Vec<u8> {
     let mut body = Vec::new();
-    let w32 = |v: u32| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+    let w32 = |v: u32| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
     body.extend(w32(0x1a2b_3c4d));
     body.extend(if big { [0, 1, 0, 0] } else { [1, 0, 0, 0] });
     body.extend([0xff; 8]);
@@ -53,8 +77,20 @@ fn shb(big: bool) -> Vec<u8> {
 
 /// An IDB with optional if_tsresol and if_tsoffset options.
 fn idb(big: bool, linktype: u16, tsresol: Option<u8>, tsoffset: Option<i64>) -> Vec<u8> {
-    let w16 = |v: u16| if big { v.to_be_bytes() } else { v.to_le_bytes() };
-    let w32 = |v: u32| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+    let w16 = |v: u16| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let w32 = |v: u32| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
     let mut body = Vec::new();
     body.extend(w16(linktype));
     body.extend(w16(0));
@@ -67,14 +103,24 @@ fn idb(big: bool, linktype: u16, tsresol: Option<u8>, tsoffset: Option<i64>) -> 
     if let Some(o) = tsoffset {
         body.extend(w16(14));
         body.extend(w16(8));
-        body.extend(if big { o.to_be_bytes() } else { o.to_le_bytes() });
+        body.extend(if big {
+            o.to_be_bytes()
+        } else {
+            o.to_le_bytes()
+        });
     }
     body.extend([0u8; 4]);
     block(big, 1, &body)
 }
 
 fn epb(big: bool, iface: u32, units: u64, data: &[u8], orig: u32) -> Vec<u8> {
-    let w32 = |v: u32| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+    let w32 = |v: u32| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
     let mut body = Vec::new();
     body.extend(w32(iface));
     body.extend(w32((units >> 32) as u32));
@@ -85,7 +131,10 @@ fn epb(big: bool, iface: u32, units: u64, data: &[u8], orig: u32) -> Vec<u8> {
     block(big, 6, &body)
 }
 
-fn read_all(bytes: &[u8]) -> (Vec<(Timestamp, LinkType, u32, Vec<u8>, u32)>, Option<CaptureError>, CaptureStats) {
+/// Frames as owned tuples (ts, linktype, interface, data, orig_len).
+type Frames = Vec<(Timestamp, LinkType, u32, Vec<u8>, u32)>;
+
+fn read_all(bytes: &[u8]) -> (Frames, Option<CaptureError>, CaptureStats) {
     let mut r = CaptureReader::new(bytes).expect("header");
     let mut out = Vec::new();
     let err = loop {
@@ -101,7 +150,11 @@ fn read_all(bytes: &[u8]) -> (Vec<(Timestamp, LinkType, u32, Vec<u8>, u32)>, Opt
 
 #[test]
 fn classic_pcap_all_magics() {
-    for (magic, nanos) in [(0xa1b2_c3d4u32, false), (0xa1b2_3c4d, true), (0xa1b2_cd34, false)] {
+    for (magic, nanos) in [
+        (0xa1b2_c3d4u32, false),
+        (0xa1b2_3c4d, true),
+        (0xa1b2_cd34, false),
+    ] {
         for big in [false, true] {
             let file = pcap_file(magic, big, 1, &[(1_000, 7, b"abc", 60), (999, 0, b"", 0)]);
             let (frames, err, stats) = read_all(&file);
@@ -110,7 +163,10 @@ fn classic_pcap_all_magics() {
             let (ts, lt, iface, data, orig) = &frames[0];
             let frac = if nanos { 7 } else { 7_000 };
             assert_eq!(*ts, Timestamp::from_parts(1_000, frac));
-            assert_eq!((*lt, *iface, data.as_slice(), *orig), (LinkType::ETHERNET, 0, &b"abc"[..], 60));
+            assert_eq!(
+                (*lt, *iface, data.as_slice(), *orig),
+                (LinkType::ETHERNET, 0, &b"abc"[..], 60)
+            );
             assert_eq!(stats.ts_backwards, 1);
             assert_eq!(stats.frames, 2);
             assert_eq!(stats.bytes_consumed, file.len() as u64);
@@ -133,7 +189,12 @@ fn classic_pcap_anomalies_are_counted() {
 
 #[test]
 fn truncation_returns_frames_then_one_error() {
-    let file = pcap_file(0xa1b2_c3d4, false, 1, &[(1, 0, b"abcd", 4), (2, 0, b"efgh", 4)]);
+    let file = pcap_file(
+        0xa1b2_c3d4,
+        false,
+        1,
+        &[(1, 0, b"abcd", 4), (2, 0, b"efgh", 4)],
+    );
     let cut = &file[..file.len() - 2];
     let (frames, err, _) = read_all(cut);
     assert_eq!(frames.len(), 1);
@@ -157,7 +218,9 @@ fn header_errors_are_clear() {
     let empty: &[u8] = &[];
     let e = CaptureReader::new(empty).err().unwrap();
     assert_eq!(e.to_string(), "empty file, not a pcap");
-    let e = CaptureReader::new(&b"\x1f\x8b\x08\x00hello world"[..]).err().unwrap();
+    let e = CaptureReader::new(&b"\x1f\x8b\x08\x00hello world"[..])
+        .err()
+        .unwrap();
     assert_eq!(
         e.to_string(),
         "not a pcap or pcapng file (first bytes: 1f 8b 08 00 68 65 6c 6c)"
@@ -165,7 +228,9 @@ fn header_errors_are_clear() {
     let e = CaptureReader::new(&b"ab"[..]).err().unwrap();
     assert!(e.to_string().contains("61 62"));
     let e = open_path(Path::new("/nonexistent/x.pcap")).err().unwrap();
-    assert!(e.to_string().starts_with("cannot open /nonexistent/x.pcap: "));
+    assert!(e
+        .to_string()
+        .starts_with("cannot open /nonexistent/x.pcap: "));
 }
 
 #[test]
@@ -176,13 +241,21 @@ fn oversized_records_are_rejected_not_allocated() {
     file.extend(u32::MAX.to_le_bytes());
     file.extend(u32::MAX.to_le_bytes());
     let (_, err, _) = read_all(&file);
-    assert!(matches!(err, Some(CaptureError::BlockTooLarge { offset: 24, .. })));
+    assert!(matches!(
+        err,
+        Some(CaptureError::BlockTooLarge { offset: 24, .. })
+    ));
 }
 
 #[test]
 fn frames_larger_than_the_initial_buffer_grow_it() {
     let big = vec![0x55u8; INITIAL_BUFFER_SIZE + 123];
-    let file = pcap_file(0xa1b2_c3d4, false, 1, &[(1, 0, b"x", 1), (2, 0, &big, 9), (3, 0, b"y", 1)]);
+    let file = pcap_file(
+        0xa1b2_c3d4,
+        false,
+        1,
+        &[(1, 0, b"x", 1), (2, 0, &big, 9), (3, 0, b"y", 1)],
+    );
     let (frames, err, _) = read_all(&file);
     assert!(err.is_none());
     assert_eq!(frames.len(), 3);
@@ -211,7 +284,7 @@ fn pcapng_two_link_types_sections_and_byte_orders() {
     file.extend(epb(false, 0, 1_500_000, b"eth", 3));
     file.extend(epb(false, 1, 5, b"raw", 3));
     file.extend(epb(false, 2, 5, b"nope", 4)); // no such interface
-    // Second section, big endian, power-of-2 resolution, an SPB and an obsolete PB.
+                                               // Second section, big endian, power-of-2 resolution, an SPB and an obsolete PB.
     file.extend(shb(true));
     file.extend(idb(true, 113, Some(0x80 | 10), None));
     let mut pb = Vec::new();
@@ -241,14 +314,22 @@ fn pcapng_two_link_types_sections_and_byte_orders() {
     }] {
         let (frames, err, stats) = bytes;
         assert!(err.is_none());
-        let summary: Vec<_> = frames.iter().map(|f| (f.0, f.1, f.2, f.3.as_slice())).collect();
+        let summary: Vec<_> = frames
+            .iter()
+            .map(|f| (f.0, f.1, f.2, f.3.as_slice()))
+            .collect();
         assert_eq!(
             summary,
             vec![
                 (Timestamp(1_500_000_000), LinkType::ETHERNET, 0, &b"eth"[..]),
                 (Timestamp(10_000_000_005), LinkType::RAW, 1, &b"raw"[..]),
                 (Timestamp(2_000_000_000), LinkType::LINUX_SLL, 0, &b"pb"[..]),
-                (Timestamp(2_000_000_000), LinkType::LINUX_SLL, 0, &b"simpl"[..]),
+                (
+                    Timestamp(2_000_000_000),
+                    LinkType::LINUX_SLL,
+                    0,
+                    &b"simpl"[..]
+                ),
             ]
         );
         assert_eq!(stats.sections, 2);
@@ -299,7 +380,10 @@ fn pcapng_corruption() {
     let mut not_first = shb(false);
     not_first[8..12].copy_from_slice(&[1, 2, 3, 4]);
     let mut r = CaptureReader::new(&not_first[..]).unwrap();
-    assert!(matches!(r.next_frame(), Err(CaptureError::BadBlock { offset: 0, .. })));
+    assert!(matches!(
+        r.next_frame(),
+        Err(CaptureError::BadBlock { offset: 0, .. })
+    ));
 }
 
 /// Files of the shared corpus (absent on machines without it).
@@ -347,5 +431,8 @@ fn corpus_reads_to_the_end_with_capinfos_counts() {
         }
         total += n;
     }
-    eprintln!("corpus: {} files, {total} frames, {compared} compared with capinfos", files.len());
+    eprintln!(
+        "corpus: {} files, {total} frames, {compared} compared with capinfos",
+        files.len()
+    );
 }

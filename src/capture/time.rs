@@ -112,7 +112,9 @@ mod tests {
             "2100-01-01T00:00:00.000000000Z"
         );
         // The largest value still formats.
-        assert!(Timestamp(u64::MAX).to_rfc3339().starts_with("2554-07-21T23:34:33"));
+        assert!(Timestamp(u64::MAX)
+            .to_rfc3339()
+            .starts_with("2554-07-21T23:34:33"));
     }
 
     #[test]

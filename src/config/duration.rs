@@ -11,7 +11,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if num.is_empty() {
         return Err(format!("duration {s:?} has no number (write e.g. \"30s\")"));
     }
-    let n: u64 = num.parse().map_err(|_| format!("duration {s:?}: number too large"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("duration {s:?}: number too large"))?;
     let ms_per_unit: u64 = match unit.trim() {
         "ms" => 1,
         "s" => 1000,
@@ -19,7 +21,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => 3_600_000,
         "d" => 86_400_000,
         "" => return Err(format!("duration {s:?} needs a unit: ms, s, m, h or d")),
-        other => return Err(format!("duration {s:?}: unknown unit {other:?} (ms, s, m, h, d)")),
+        other => {
+            return Err(format!(
+                "duration {s:?}: unknown unit {other:?} (ms, s, m, h, d)"
+            ))
+        }
     };
     n.checked_mul(ms_per_unit)
         .map(Duration::from_millis)

@@ -20,11 +20,18 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
     #[error("{path}: {key}: {message}")]
-    Invalid { path: String, key: &'static str, message: String },
+    Invalid {
+        path: String,
+        key: &'static str,
+        message: String,
+    },
 }
 
 // ---------------------------------------------------------------------------
@@ -55,7 +62,13 @@ struct RawCapture {
 
 impl Default for RawCapture {
     fn default() -> Self {
-        RawCapture { interfaces: Vec::new(), workers: 1, bpf: String::new(), snaplen: 65535, buffer_size: 64 << 20 }
+        RawCapture {
+            interfaces: Vec::new(),
+            workers: 1,
+            bpf: String::new(),
+            snaplen: 65535,
+            buffer_size: 64 << 20,
+        }
     }
 }
 
@@ -94,7 +107,10 @@ struct RawOutput {
 
 impl Default for RawOutput {
     fn default() -> Self {
-        RawOutput { path: "-".into(), dns_records: false }
+        RawOutput {
+            path: "-".into(),
+            dns_records: false,
+        }
     }
 }
 
@@ -106,7 +122,9 @@ struct RawState {
 
 impl Default for RawState {
     fn default() -> Self {
-        RawState { dir: "/var/lib/nightjar".into() }
+        RawState {
+            dir: "/var/lib/nightjar".into(),
+        }
     }
 }
 
@@ -118,7 +136,9 @@ struct RawMetrics {
 
 impl Default for RawMetrics {
     fn default() -> Self {
-        RawMetrics { listen: "127.0.0.1:9464".into() }
+        RawMetrics {
+            listen: "127.0.0.1:9464".into(),
+        }
     }
 }
 
@@ -237,13 +257,24 @@ impl ApiUrl {
         }
         if let Some(rest) = s.strip_prefix("http://") {
             let host = rest.split('/').next().unwrap_or("");
-            let host = host.rsplit_once(':').map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
+            let host = host.rsplit_once(':').map_or(host, |(h, p)| {
+                if p.chars().all(|c| c.is_ascii_digit()) {
+                    h
+                } else {
+                    host
+                }
+            });
             let host = host.trim_start_matches('[').trim_end_matches(']');
-            let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
             if loopback {
                 return Ok(ApiUrl(s.to_string()));
             }
-            return Err(format!("{s:?}: plain http:// is only allowed to a loopback address; use https://"));
+            return Err(format!(
+                "{s:?}: plain http:// is only allowed to a loopback address; use https://"
+            ));
         }
         Err(format!("{s:?} is not an https:// URL"))
     }
@@ -280,20 +311,32 @@ impl Default for Config {
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
         Config::parse(&text, &p)
     }
 
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
         let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_string(),
-            message: e.to_string().lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(" "),
+            message: e
+                .to_string()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
         })?;
         Config::from_raw(raw, path)
     }
 
     fn from_raw(raw: Raw, path: &str) -> Result<Config, ConfigError> {
-        let invalid = |key: &'static str, message: String| ConfigError::Invalid { path: path.to_string(), key, message };
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_string(),
+            key,
+            message,
+        };
         let positive = |key: &'static str, s: &str| -> Result<u64, ConfigError> {
             let d = parse_duration(s).map_err(|m| invalid(key, m))?;
             if d.is_zero() {
@@ -304,19 +347,44 @@ impl Config {
 
         let c = &raw.capture;
         if c.workers == 0 || c.workers > MAX_WORKERS as u64 {
-            return Err(invalid("capture.workers", format!("{} is out of range 1..={MAX_WORKERS}", c.workers)));
+            return Err(invalid(
+                "capture.workers",
+                format!("{} is out of range 1..={MAX_WORKERS}", c.workers),
+            ));
         }
-        let snaplen = u32::try_from(c.snaplen).ok().filter(|&s| (64..=262_144).contains(&s));
-        let snaplen = snaplen.ok_or_else(|| invalid("capture.snaplen", format!("{} is out of range 64..=262144", c.snaplen)))?;
+        let snaplen = u32::try_from(c.snaplen)
+            .ok()
+            .filter(|&s| (64..=262_144).contains(&s));
+        let snaplen = snaplen.ok_or_else(|| {
+            invalid(
+                "capture.snaplen",
+                format!("{} is out of range 64..=262144", c.snaplen),
+            )
+        })?;
         let buffer_size = u32::try_from(c.buffer_size).ok().filter(|&s| s >= 1 << 20);
-        let buffer_size = buffer_size.ok_or_else(|| invalid("capture.buffer_size", format!("{} must be between 1 MiB and 4 GiB", c.buffer_size)))?;
+        let buffer_size = buffer_size.ok_or_else(|| {
+            invalid(
+                "capture.buffer_size",
+                format!("{} must be between 1 MiB and 4 GiB", c.buffer_size),
+            )
+        })?;
         if c.interfaces.iter().any(|i| i.is_empty()) {
-            return Err(invalid("capture.interfaces", "an interface name is empty".into()));
+            return Err(invalid(
+                "capture.interfaces",
+                "an interface name is empty".into(),
+            ));
         }
 
         let f = &raw.flow;
-        let max_flows = usize::try_from(f.max_flows).ok().filter(|&m| (1..=100_000_000).contains(&m));
-        let max_flows = max_flows.ok_or_else(|| invalid("flow.max_flows", format!("{} is out of range 1..=100000000", f.max_flows)))?;
+        let max_flows = usize::try_from(f.max_flows)
+            .ok()
+            .filter(|&m| (1..=100_000_000).contains(&m));
+        let max_flows = max_flows.ok_or_else(|| {
+            invalid(
+                "flow.max_flows",
+                format!("{} is out of range 1..=100000000", f.max_flows),
+            )
+        })?;
         let flow = FlowConfig {
             max_flows,
             tcp_timeout_ns: positive("flow.tcp_timeout", &f.tcp_timeout)?,
@@ -329,7 +397,12 @@ impl Config {
 
         let output = OutputConfig {
             path: match raw.output.path.as_str() {
-                "" => return Err(invalid("output.path", "is empty (use \"-\" for stdout)".into())),
+                "" => {
+                    return Err(invalid(
+                        "output.path",
+                        "is empty (use \"-\" for stdout)".into(),
+                    ))
+                }
                 "-" => OutputPath::Stdout,
                 p => OutputPath::File(PathBuf::from(p)),
             },
@@ -338,11 +411,12 @@ impl Config {
         if raw.state.dir.is_empty() {
             return Err(invalid("state.dir", "is empty".into()));
         }
-        let metrics_listen: SocketAddr = raw
-            .metrics
-            .listen
-            .parse()
-            .map_err(|_| invalid("metrics.listen", format!("{:?} is not an address:port", raw.metrics.listen)))?;
+        let metrics_listen: SocketAddr = raw.metrics.listen.parse().map_err(|_| {
+            invalid(
+                "metrics.listen",
+                format!("{:?} is not an address:port", raw.metrics.listen),
+            )
+        })?;
 
         let nonempty = |key: &'static str, v: &str| -> Result<String, ConfigError> {
             if v.trim().is_empty() {
@@ -358,7 +432,10 @@ impl Config {
             Some(j) => Some(JamfConfig {
                 url: url("mdm.jamf.url", &j.url)?,
                 client_id: nonempty("mdm.jamf.client_id", &j.client_id)?,
-                client_secret_file: PathBuf::from(nonempty("mdm.jamf.client_secret_file", &j.client_secret_file)?),
+                client_secret_file: PathBuf::from(nonempty(
+                    "mdm.jamf.client_secret_file",
+                    &j.client_secret_file,
+                )?),
                 poll_interval: poll("mdm.jamf.poll_interval", &j.poll_interval)?,
             }),
         };
@@ -367,13 +444,17 @@ impl Config {
             Some(i) => Some(IntuneConfig {
                 tenant_id: nonempty("mdm.intune.tenant_id", &i.tenant_id)?,
                 client_id: nonempty("mdm.intune.client_id", &i.client_id)?,
-                client_secret_file: PathBuf::from(nonempty("mdm.intune.client_secret_file", &i.client_secret_file)?),
+                client_secret_file: PathBuf::from(nonempty(
+                    "mdm.intune.client_secret_file",
+                    &i.client_secret_file,
+                )?),
                 login_url: url("mdm.intune.login_url", &i.login_url)?,
                 graph_url: url("mdm.intune.graph_url", &i.graph_url)?,
                 poll_interval: poll("mdm.intune.poll_interval", &i.poll_interval)?,
             }),
         };
-        let opt_path = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(PathBuf::from);
+        let opt_path =
+            |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(PathBuf::from);
 
         Ok(Config {
             capture: CaptureConfig {
@@ -413,7 +494,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_an_error() {
-        let e = Config::parse("[flow]\nmax_flow = 3\n", "t").unwrap_err().to_string();
+        let e = Config::parse("[flow]\nmax_flow = 3\n", "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("max_flow"), "{e}");
     }
 

@@ -47,10 +47,23 @@ impl DnsCache {
         self.map.is_empty()
     }
 
-    pub fn insert(&mut self, client: IpAddr, addr: IpAddr, name: &str, canonical: &str, ttl_s: u32, seen_ns: u64) {
+    pub fn insert(
+        &mut self,
+        client: IpAddr,
+        addr: IpAddr,
+        name: &str,
+        canonical: &str,
+        ttl_s: u32,
+        seen_ns: u64,
+    ) {
         self.inserted += 1;
         let expires_ns = seen_ns.saturating_add(u64::from(ttl_s) * 1_000_000_000);
-        let entry = CachedName { name: name.to_string(), canonical: canonical.to_string(), seen_ns, expires_ns };
+        let entry = CachedName {
+            name: name.to_string(),
+            canonical: canonical.to_string(),
+            seen_ns,
+            expires_ns,
+        };
         let key = (client, addr);
         if let Some(names) = self.map.get_mut(&key) {
             names.retain(|n| n.name != entry.name);
@@ -75,7 +88,14 @@ impl DnsCache {
         let mut v: Vec<&CachedName> = self
             .map
             .get(&(client, addr))
-            .map(|names| names.iter().filter(|n| n.seen_ns <= at_ns && at_ns <= n.expires_ns.saturating_add(TTL_GRACE_NS)).collect())
+            .map(|names| {
+                names
+                    .iter()
+                    .filter(|n| {
+                        n.seen_ns <= at_ns && at_ns <= n.expires_ns.saturating_add(TTL_GRACE_NS)
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort_by(|a, b| b.seen_ns.cmp(&a.seen_ns));
         v
@@ -97,8 +117,15 @@ mod tests {
         c.insert(cl, a, "example.com", "example.com", 60, 100 * S);
         assert!(c.lookup(cl, a, 99 * S).is_empty(), "not before the answer");
         assert_eq!(c.lookup(cl, a, 101 * S)[0].name, "example.com");
-        assert!(c.lookup(other, a, 101 * S).is_empty(), "another client did not resolve it");
-        assert!(c.lookup(cl, a, 100 * S + 60 * S + TTL_GRACE_NS + 1).is_empty(), "expired");
+        assert!(
+            c.lookup(other, a, 101 * S).is_empty(),
+            "another client did not resolve it"
+        );
+        assert!(
+            c.lookup(cl, a, 100 * S + 60 * S + TTL_GRACE_NS + 1)
+                .is_empty(),
+            "expired"
+        );
     }
 
     #[test]

@@ -40,14 +40,25 @@ pub struct Correlator {
 
 impl Correlator {
     pub fn new(opts: CorrelatorOptions) -> Correlator {
-        Correlator { opts, dns: DnsCache::default(), flow_records: 0, dns_records: 0, dhcp_messages: 0 }
+        Correlator {
+            opts,
+            dns: DnsCache::default(),
+            flow_records: 0,
+            dns_records: 0,
+            dhcp_messages: 0,
+        }
     }
 
     pub fn handle(&mut self, obs: Observation, sink: &mut Sink) -> Result<(), SinkError> {
         match obs {
             Observation::Flow(f) => {
                 let mut ctx = FlowContext {
-                    dns_names: self.dns.lookup(f.client_ip, f.server_ip, f.start_ns).into_iter().cloned().collect(),
+                    dns_names: self
+                        .dns
+                        .lookup(f.client_ip, f.server_ip, f.start_ns)
+                        .into_iter()
+                        .cloned()
+                        .collect(),
                     ..Default::default()
                 };
                 let sni = f.app.client_hello.as_ref().and_then(|c| c.sni.clone());
@@ -64,7 +75,8 @@ impl Correlator {
             Observation::Dns(d) => {
                 if d.message.is_response {
                     for r in &d.message.resolved_ips {
-                        self.dns.insert(d.client_ip, r.ip, &r.name, &r.canonical, r.ttl, d.ts_ns);
+                        self.dns
+                            .insert(d.client_ip, r.ip, &r.name, &r.canonical, r.ttl, d.ts_ns);
                     }
                 }
                 if self.opts.dns_records {
@@ -91,8 +103,11 @@ impl Correlator {
         r.put("nightjar.stats.bytes", d.captured_bytes);
         r.put("nightjar.stats.wire_bytes", d.wire_bytes);
         r.put("nightjar.stats.snapped_frames", d.snapped_frames);
-        let by_lt: serde_json::Map<String, serde_json::Value> =
-            d.frames_by_linktype.iter().map(|(k, v)| (linktype_name(*k), json!(v))).collect();
+        let by_lt: serde_json::Map<String, serde_json::Value> = d
+            .frames_by_linktype
+            .iter()
+            .map(|(k, v)| (linktype_name(*k), json!(v)))
+            .collect();
         r.put("nightjar.stats.frames_by_linktype", by_lt);
         r.put("nightjar.stats.decode_anomalies", json!(d.decode_anomalies));
         r.put("nightjar.stats.flows.created", f.created);
@@ -109,7 +124,14 @@ impl Correlator {
         r.put("nightjar.stats.dns_cache.entries", self.dns.len());
         r.put("nightjar.stats.dns_cache.evicted", self.dns.evicted);
         r.put("nightjar.stats.elapsed_seconds", secs);
-        r.put("nightjar.stats.packets_per_second", if secs > 0.0 { d.frames as f64 / secs } else { 0.0 });
+        r.put(
+            "nightjar.stats.packets_per_second",
+            if secs > 0.0 {
+                d.frames as f64 / secs
+            } else {
+                0.0
+            },
+        );
         if let Some(e) = &report.error {
             r.put("nightjar.stats.input_error", e.clone());
         }

@@ -14,7 +14,10 @@ use etherparse::{
     UdpHeaderSlice,
 };
 
-use super::{tunnel, Ctx, DecodeError, Encap, Fragment, Inner, IpInfo, Layer, Next, Step, Tcp, L4};
+use super::{
+    be16, be32, tunnel, Ctx, DecodeError, Encap, Fragment, Inner, IpInfo, Layer, Next, Step, Tcp,
+    L4,
+};
 
 const PROTO_IPV4: u8 = 4;
 const PROTO_TCP: u8 = 6;
@@ -22,6 +25,9 @@ const PROTO_UDP: u8 = 17;
 const PROTO_IPV6: u8 = 41;
 const PROTO_GRE: u8 = 47;
 const PROTO_NO_NEXT: u8 = 59;
+
+/// TCP header without options.
+const TCP_MIN_HEADER_LEN: usize = 20;
 
 /// Fixed IPv6 header length.
 const IPV6_HEADER_LEN: usize = 40;
@@ -132,13 +138,14 @@ fn transport<'a>(
     truncated: bool,
     ctx: &mut Ctx,
 ) -> Result<Step<'a>, DecodeError> {
-    let done = |l4, l4_len: usize| {
+    // `cut`: the capture also ends inside the L4 header.
+    let done = |l4, l4_len: usize, cut: bool| {
         Step::Done(Inner {
             ip,
             fragment,
             l4,
             l4_payload_len: len32(l4_len),
-            truncated,
+            truncated: truncated || cut,
         })
     };
     let whole = fragment == Fragment::None;
@@ -149,6 +156,7 @@ fn transport<'a>(
                 payload,
             },
             declared,
+            false,
         )),
         PROTO_IPV4 if whole => {
             ctx.encap.push(Encap::IpInIp);
@@ -160,21 +168,8 @@ fn transport<'a>(
         }
         PROTO_GRE if whole => tunnel::gre(payload, ctx),
         PROTO_TCP => {
-            let h = TcpHeaderSlice::from_slice(payload).map_err(|e| match e {
-                tcp::HeaderSliceError::Len(_) => DecodeError::Truncated(Layer::Tcp),
-                tcp::HeaderSliceError::Content(_) => DecodeError::BadTcpHeader,
-            })?;
-            let header_len = h.slice().len();
-            let l4 = L4::Tcp(Tcp {
-                src_port: h.source_port(),
-                dst_port: h.destination_port(),
-                seq: h.sequence_number(),
-                ack: h.acknowledgment_number(),
-                flags: h.slice().get(13).copied().unwrap_or(0),
-                window: h.window_size(),
-                payload: payload.get(header_len..).unwrap_or_default(),
-            });
-            Ok(done(l4, declared.saturating_sub(header_len)))
+            let (l4, header_len, cut) = tcp(payload)?;
+            Ok(done(l4, declared.saturating_sub(header_len), cut))
         }
         PROTO_UDP => {
             let h = UdpHeaderSlice::from_slice(payload)
@@ -191,10 +186,34 @@ fn transport<'a>(
                 dst_port,
                 payload: body,
             };
-            Ok(done(l4, declared.saturating_sub(h.slice().len())))
+            Ok(done(l4, declared.saturating_sub(h.slice().len()), false))
         }
-        proto => Ok(done(L4::Other { proto, payload }, declared)),
+        proto => Ok(done(L4::Other { proto, payload }, declared, false)),
     }
+}
+
+/// The TCP header: fields, header length, and whether the capture ends inside its
+/// options (then the fixed 20 bytes still give ports and flags, and the payload is empty).
+fn tcp(data: &[u8]) -> Result<(L4<'_>, usize, bool), DecodeError> {
+    let cut = match TcpHeaderSlice::from_slice(data) {
+        Ok(_) => false,
+        Err(tcp::HeaderSliceError::Len(_)) if data.len() >= TCP_MIN_HEADER_LEN => true,
+        Err(tcp::HeaderSliceError::Len(_)) => return Err(DecodeError::Truncated(Layer::Tcp)),
+        Err(tcp::HeaderSliceError::Content(_)) => return Err(DecodeError::BadTcpHeader),
+    };
+    let field16 = |off| be16(data, off).unwrap_or(0);
+    let field32 = |off| be32(data, off).unwrap_or(0);
+    let header_len = usize::from(data.get(12).map_or(0, |b| b >> 4)) * 4;
+    let l4 = L4::Tcp(Tcp {
+        src_port: field16(0),
+        dst_port: field16(2),
+        seq: field32(4),
+        ack: field32(8),
+        flags: data.get(13).copied().unwrap_or(0),
+        window: field16(14),
+        payload: data.get(header_len..).unwrap_or_default(),
+    });
+    Ok((l4, header_len, cut))
 }
 
 /// A length that came from a 16-bit field plus a small header always fits a u32.

@@ -98,7 +98,8 @@ pub(super) fn ethertype<'a>(
         ETHERTYPE_IPV4 => Ok(Step::Next(Next::Ipv4, data)),
         ETHERTYPE_IPV6 => Ok(Step::Next(Next::Ipv6, data)),
         ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD | ETHERTYPE_QINQ_OLD2 => {
-            let tag = SingleVlanHeaderSlice::from_slice(data).map_err(|_| truncated(Layer::Vlan))?;
+            let tag =
+                SingleVlanHeaderSlice::from_slice(data).map_err(|_| truncated(Layer::Vlan))?;
             ctx.vlans.push(tag.vlan_identifier().value());
             let rest = data.get(tag.slice().len()..).unwrap_or_default();
             Ok(Step::Next(Next::EtherType(tag.ether_type().0), rest))
@@ -114,7 +115,10 @@ pub(super) fn ethertype<'a>(
         ETHERTYPE_VNTAG => {
             let inner = be16(data, 4).ok_or(truncated(Layer::Vlan))?;
             ctx.encap.push(Encap::VnTag);
-            Ok(Step::Next(Next::EtherType(inner), data.get(6..).unwrap_or_default()))
+            Ok(Step::Next(
+                Next::EtherType(inner),
+                data.get(6..).unwrap_or_default(),
+            ))
         }
         ETHERTYPE_TEB => Ok(Step::Next(Next::Ethernet, data)),
         other => Err(DecodeError::NotIp(other)),
@@ -148,7 +152,10 @@ pub(super) fn mpls<'a>(data: &'a [u8], ctx: &mut Ctx) -> Result<Step<'a>, Decode
     match rest.first().map(|b| b >> 4) {
         Some(4) => Ok(Step::Next(Next::Ipv4, rest)),
         Some(6) => Ok(Step::Next(Next::Ipv6, rest)),
-        Some(0) => Ok(Step::Next(Next::Ethernet, rest.get(4..).unwrap_or_default())),
+        Some(0) => Ok(Step::Next(
+            Next::Ethernet,
+            rest.get(4..).unwrap_or_default(),
+        )),
         Some(_) => Ok(Step::Next(Next::Ethernet, rest)),
         None => Err(truncated(Layer::Mpls)),
     }
@@ -162,7 +169,11 @@ fn null(data: &[u8]) -> Result<Step<'_>, DecodeError> {
         .and_then(|b| b.try_into().ok())
         .ok_or(truncated(Layer::Link))?;
     let le = u32::from_le_bytes(raw);
-    let family = if le > 0xffff { u32::from_be_bytes(raw) } else { le };
+    let family = if le > 0xffff {
+        u32::from_be_bytes(raw)
+    } else {
+        le
+    };
     let rest = data.get(4..).unwrap_or_default();
     match family {
         AF_INET => Ok(Step::Next(Next::Ipv4, rest)),
@@ -173,7 +184,8 @@ fn null(data: &[u8]) -> Result<Step<'_>, DecodeError> {
 
 /// Linux cooked capture v1: 16-byte header, protocol last.
 fn sll<'a>(data: &'a [u8], ctx: &mut Ctx) -> Result<Step<'a>, DecodeError> {
-    let (Some(hatype), Some(addr_len), Some(proto)) = (be16(data, 2), be16(data, 4), be16(data, 14))
+    let (Some(hatype), Some(addr_len), Some(proto)) =
+        (be16(data, 2), be16(data, 4), be16(data, 14))
     else {
         return Err(truncated(Layer::Link));
     };
@@ -249,7 +261,11 @@ fn pktap(data: &[u8]) -> Result<Step<'_>, DecodeError> {
     let inner = match u16::try_from(dlt) {
         // A PKTAP inside PKTAP would loop; refuse it.
         Ok(lt) if LinkType(lt) != LinkType::PKTAP => LinkType(lt),
-        _ => return Err(DecodeError::UnsupportedLinkType(u16::try_from(dlt).unwrap_or(u16::MAX))),
+        _ => {
+            return Err(DecodeError::UnsupportedLinkType(
+                u16::try_from(dlt).unwrap_or(u16::MAX),
+            ))
+        }
     };
     Ok(Step::Next(Next::Link(inner), rest))
 }
@@ -260,10 +276,14 @@ fn truncated(layer: Layer) -> DecodeError {
 
 /// Little-endian u16 at `off`, if present.
 fn le16(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(off..off.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        b.get(off..off.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 /// Little-endian u32 at `off`, if present.
 fn le32(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(off..off.checked_add(4)?)?.try_into().ok()?,
+    ))
 }

@@ -26,7 +26,7 @@ use std::net::IpAddr;
 
 use thiserror::Error;
 
-/// The link-layer type of a frame, as used by the capture reader (LINKTYPE_* numbers).
+// Link types are the capture reader's LINKTYPE_* numbers.
 use super::capture::LinkType;
 
 /// Most headers (link, tags, labels, tunnels, IP) walked for one frame; bounds the work
@@ -432,7 +432,8 @@ impl Ctx {
     fn enter_frame(&mut self) {
         if self.seen_frame {
             for (i, id) in self.vlans.as_slice().iter().enumerate() {
-                self.encap.insert(self.frame_encap_start + i, Encap::Vlan(*id));
+                self.encap
+                    .insert(self.frame_encap_start + i, Encap::Vlan(*id));
             }
             self.vlans = Vlans::default();
         }
@@ -482,14 +483,17 @@ pub fn decode(linktype: LinkType, data: &[u8]) -> Result<Packet<'_>, DecodeError
 
 /// Big-endian u16 at `off`, if present.
 fn be16(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(b.get(off..off.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_be_bytes(
+        b.get(off..off.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 /// Big-endian u32 at `off`, if present.
 fn be32(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(off..off.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_be_bytes(
+        b.get(off..off.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
 //! Tunnel headers: GRE (RFC 2784/2890 and the PPTP variant), ERSPAN types I/II/III,
-//! and the UDP tunnels VXLAN (4789), Geneve (6081), GTP-U (2152) and Teredo (3544).
+//! and the UDP tunnels VXLAN (4789), Geneve (6081), GTP-U (2152), Teredo (3544) and GRE-in-UDP (4754).
 //!
 //! Invariants: a UDP payload on a tunnel port is only treated as a tunnel when its header
 //! validates (VXLAN I flag, Geneve version 0, GTPv1 G-PDU, Teredo carrying IPv6);
@@ -24,6 +24,8 @@ const UDP_PORT_VXLAN: u16 = 4789;
 const UDP_PORT_GENEVE: u16 = 6081;
 const UDP_PORT_GTP_U: u16 = 2152;
 const UDP_PORT_TEREDO: u16 = 3544;
+/// GRE-in-UDP, RFC 8086.
+const UDP_PORT_GRE: u16 = 4754;
 
 /// VXLAN "VNI valid" flag.
 const VXLAN_FLAG_I: u8 = 0x08;
@@ -125,6 +127,8 @@ pub(super) fn udp<'a>(
         geneve(payload, ctx)
     } else if either(UDP_PORT_GTP_U) {
         gtp_u(payload, ctx)
+    } else if dst_port == UDP_PORT_GRE {
+        gre(payload, ctx).map(Some)
     } else if either(UDP_PORT_TEREDO) {
         Ok(teredo(payload, ctx))
     } else {

@@ -41,20 +41,41 @@ mod tests {
     // Values from the Community ID specification's baseline test data.
     #[test]
     fn spec_baseline_tcp_v4() {
-        let (k, _) = FlowKey::new("128.232.110.120".parse().unwrap(), 34855, "66.35.250.204".parse().unwrap(), 80, 6, [0, 0]);
+        let (k, _) = FlowKey::new(
+            "128.232.110.120".parse().unwrap(),
+            34855,
+            "66.35.250.204".parse().unwrap(),
+            80,
+            6,
+            [0, 0],
+        );
         assert_eq!(community_id(&k, 0), "1:LQU9qZlK+B5F3KDmev6m5PMibrg=");
         assert_eq!(community_id(&k, 1), "1:3V71V58M3Ksw/yuFALMcW0LAHvc=");
     }
 
     #[test]
     fn spec_baseline_udp_v4() {
-        let (k, _) = FlowKey::new("192.168.1.52".parse().unwrap(), 54585, "8.8.8.8".parse().unwrap(), 53, 17, [0, 0]);
+        let (k, _) = FlowKey::new(
+            "192.168.1.52".parse().unwrap(),
+            54585,
+            "8.8.8.8".parse().unwrap(),
+            53,
+            17,
+            [0, 0],
+        );
         assert_eq!(community_id(&k, 0), "1:d/FP5EW3wiY1vCndhwleRRKHowQ=");
     }
 
     #[test]
     fn spec_baseline_tcp_v6() {
-        let (k, _) = FlowKey::new("fe80::219:e3ff:fee7:5d23".parse().unwrap(), 5353, "ff02::fb".parse().unwrap(), 5353, 17, [0, 0]);
+        let (k, _) = FlowKey::new(
+            "fe80::219:e3ff:fee7:5d23".parse().unwrap(),
+            5353,
+            "ff02::fb".parse().unwrap(),
+            5353,
+            17,
+            [0, 0],
+        );
         assert_eq!(community_id(&k, 0), "1:pkvHqCL88/tg1k4cPigmZXUtL00=");
     }
 }

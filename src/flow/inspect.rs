@@ -8,12 +8,12 @@
 //! is dropped and the inspector answers in O(1) with no work: packets after
 //! the handshake cost one match.
 //!
-//! Bounds: [`HANDSHAKE_BYTES_CLIENT`]/[`HANDSHAKE_BYTES_SERVER`] per TCP
+//! Bounds: [`HANDSHAKE_BYTES_SERVER`] per TCP
 //! direction, [`QUIC_CRYPTO_BYTES`] per QUIC direction, [`MAX_HANDSHAKE_PACKETS`]
 //! packets before giving up, [`DNS_TCP_BYTES`] per DNS-over-TCP direction.
 
 use super::key::{FlowKey, Side};
-use super::reassembly::{tcp_clip, StreamReassembler, HANDSHAKE_BYTES_CLIENT, HANDSHAKE_BYTES_SERVER};
+use super::reassembly::{tcp_clip, StreamReassembler, HANDSHAKE_BYTES_SERVER};
 use super::stats::FlowStats;
 use crate::observation::{DhcpObservation, DnsObservation, Observation};
 use crate::proto::quic::{self, CryptoFrame, InitialKeys, PacketKind, QuicVersion};
@@ -24,6 +24,10 @@ use serde::Serialize;
 /// Packets of a flow inspected before a handshake that has not completed is
 /// given up on (reported as truncated).
 pub const MAX_HANDSHAKE_PACKETS: u32 = 64;
+/// Payload packets of a TCP flow searched for the start of a TLS handshake
+/// (after STARTTLS, a proxy's CONNECT or a database's TLS request) before
+/// the flow is taken to be something else.
+pub const MAX_PROBE_PACKETS: u32 = 16;
 /// Bytes of a QUIC CRYPTO stream kept per direction (ClientHello, or
 /// ServerHello: the server's certificate travels in Handshake packets).
 pub const QUIC_CRYPTO_BYTES: usize = 16 * 1024;
@@ -95,17 +99,32 @@ enum State {
     Done,
 }
 
+/// TLS over TCP. Each direction first tries the stream start (from the ISN,
+/// so out-of-order segments are reassembled); if the stream does not start
+/// with a TLS record (STARTTLS, proxies, database protocols), it probes the
+/// next segments for one that starts a handshake record and reassembles from there.
 struct TlsState {
-    client: Side,
     dirs: [TcpDir; 2],
+    /// Payload packets inspected.
     packets: u32,
 }
 
 struct TcpDir {
-    /// Sequence number of stream offset 0 (ISN + 1, or the first payload seen).
+    /// Sequence number of reassembly offset 0.
     base: Option<u32>,
     buf: StreamReassembler,
-    done: bool,
+    mode: DirMode,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DirMode {
+    /// Reassembling the stream start, not yet known to be TLS.
+    Start,
+    /// The stream start was not TLS: watching segment starts for a TLS record.
+    Probe,
+    /// Reassembling a handshake that starts at `base`.
+    Hello,
+    Done,
 }
 
 struct QuicState {
@@ -123,15 +142,25 @@ struct QuicState {
 
 impl Inspector {
     pub fn new(_key: &FlowKey) -> Inspector {
-        Inspector { state: State::Pending, summary: AppSummary::default() }
+        Inspector {
+            state: State::Pending,
+            summary: AppSummary::default(),
+        }
     }
 
     /// The summary as it stands (an incomplete handshake counts as truncated).
     pub fn summary(&self) -> AppSummary {
         let mut s = self.summary.clone();
         let started = match &self.state {
-            State::Tls(t) => !t.dirs[t.client.index()].done && !t.dirs[t.client.index()].buf.contiguous().is_empty(),
-            State::Quic(q) => !q.done[q.client.index()] && !q.crypto[q.client.index()].contiguous().is_empty(),
+            State::Tls(t) => {
+                self.summary.client_hello.is_none()
+                    && t.dirs
+                        .iter()
+                        .any(|d| d.mode == DirMode::Hello && d.buf.contiguous().get(5) == Some(&1))
+            }
+            State::Quic(q) => {
+                !q.done[q.client.index()] && !q.crypto[q.client.index()].contiguous().is_empty()
+            }
             _ => false,
         };
         s.tls_truncated |= started;
@@ -154,11 +183,8 @@ fn quic_client_initial(payload: &[u8]) -> Option<(QuicVersion, &[u8])> {
         return None;
     }
     let h = quic::parse_long_headers(payload).next()?.ok()?;
-    (h.kind == PacketKind::Initial && h.version.is_known() && h.dcid.len() >= 8).then_some((h.version, h.dcid))
-}
-
-fn looks_like_tls_server(payload: &[u8]) -> bool {
-    matches!(payload, [22, 3, 0..=4, _, _, 2, ..])
+    (h.kind == PacketKind::Initial && h.version.is_known() && h.dcid.len() >= 8)
+        .then_some((h.version, h.dcid))
 }
 
 /// Handles one packet of a flow. `isn` are the TCP initial sequence numbers seen, per side.
@@ -182,7 +208,7 @@ pub fn on_packet(
     match &mut insp.state {
         State::Pending | State::Done => {}
         State::Tls(t) => {
-            if tls_packet(t, &pkt, isn, &mut insp.summary, stats) {
+            if tls_packet(t, &pkt, isn, &mut insp.summary, stats, &mut outcome) {
                 insp.state = State::Done;
             }
         }
@@ -198,7 +224,16 @@ pub fn on_packet(
         }
         State::DnsUdp => {
             if insp.summary.dns_messages < MAX_DNS_MESSAGES {
-                dns_message(pkt.payload, key, flow_id, client, pkt.ts_ns, &mut insp.summary, out, stats);
+                dns_message(
+                    pkt.payload,
+                    key,
+                    flow_id,
+                    client,
+                    pkt.ts_ns,
+                    &mut insp.summary,
+                    out,
+                    stats,
+                );
             }
         }
         State::DnsTcp(bufs, consumed) => {
@@ -212,13 +247,19 @@ pub fn on_packet(
             let from = (consumed[i] as usize).min(stream.len());
             let mut msgs = dns::split_tcp_messages(&stream[from..]);
             for m in msgs.by_ref() {
-                dns_message(m, key, flow_id, client, pkt.ts_ns, &mut insp.summary, out, stats);
+                dns_message(
+                    m,
+                    key,
+                    flow_id,
+                    client,
+                    pkt.ts_ns,
+                    &mut insp.summary,
+                    out,
+                    stats,
+                );
             }
             consumed[i] += msgs.consumed() as u32;
         }
-    }
-    if let State::Tls(t) = &insp.state {
-        outcome.client_is = Some(t.client);
     }
     outcome
 }
@@ -226,20 +267,17 @@ pub fn on_packet(
 fn start(key: &FlowKey, pkt: &Seen<'_>, summary: &mut AppSummary, outcome: &mut Outcome) -> State {
     let dns_port = key.a.port == DNS_PORT || key.b.port == DNS_PORT;
     match key.proto {
-        6 if tls::looks_like_tls_client(pkt.payload) => {
-            outcome.client_is = Some(pkt.side);
-            summary.protocol = Some("tls");
-            State::Tls(Box::new(TlsState::new(pkt.side)))
-        }
-        6 if looks_like_tls_server(pkt.payload) => {
-            // Midstream: the ClientHello was not captured, the server's hello was.
-            summary.protocol = Some("tls");
-            State::Tls(Box::new(TlsState::new(pkt.side.other())))
-        }
         6 if dns_port => {
             summary.protocol = Some("dns");
-            State::DnsTcp(Box::new([StreamReassembler::new(DNS_TCP_BYTES), StreamReassembler::new(DNS_TCP_BYTES)]), [0; 2])
+            State::DnsTcp(
+                Box::new([
+                    StreamReassembler::new(DNS_TCP_BYTES),
+                    StreamReassembler::new(DNS_TCP_BYTES),
+                ]),
+                [0; 2],
+            )
         }
+        6 => State::Tls(Box::new(TlsState::new())),
         17 if dns_port => {
             summary.protocol = Some("dns");
             State::DnsUdp
@@ -252,13 +290,19 @@ fn start(key: &FlowKey, pkt: &Seen<'_>, summary: &mut AppSummary, outcome: &mut 
             Some((version, _)) => {
                 outcome.client_is = Some(pkt.side);
                 summary.protocol = Some("quic");
-                summary.quic = Some(QuicSummary { version: version.0, ..Default::default() });
+                summary.quic = Some(QuicSummary {
+                    version: version.0,
+                    ..Default::default()
+                });
                 State::Quic(Box::new(QuicState {
                     client: pkt.side,
                     version,
                     keys: None,
                     retry_scid: None,
-                    crypto: [StreamReassembler::new(QUIC_CRYPTO_BYTES), StreamReassembler::new(QUIC_CRYPTO_BYTES)],
+                    crypto: [
+                        StreamReassembler::new(QUIC_CRYPTO_BYTES),
+                        StreamReassembler::new(QUIC_CRYPTO_BYTES),
+                    ],
                     done: [false; 2],
                     packets: 0,
                     scratch: Vec::new(),
@@ -272,85 +316,159 @@ fn start(key: &FlowKey, pkt: &Seen<'_>, summary: &mut AppSummary, outcome: &mut 
 }
 
 impl TlsState {
-    fn new(client: Side) -> TlsState {
-        let dir = |bound| TcpDir { base: None, buf: StreamReassembler::new(bound), done: false };
-        let (a, b) = if client == Side::A {
-            (HANDSHAKE_BYTES_CLIENT, HANDSHAKE_BYTES_SERVER)
-        } else {
-            (HANDSHAKE_BYTES_SERVER, HANDSHAKE_BYTES_CLIENT)
+    fn new() -> TlsState {
+        let dir = || TcpDir {
+            base: None,
+            buf: StreamReassembler::new(HANDSHAKE_BYTES_SERVER),
+            mode: DirMode::Start,
         };
-        TlsState { client, dirs: [dir(a), dir(b)], packets: 0 }
+        TlsState {
+            dirs: [dir(), dir()],
+            packets: 0,
+        }
     }
+}
+
+/// A TLS handshake record header: content type 22, version 3.0 to 3.4.
+fn tls_record_start(b: &[u8]) -> bool {
+    matches!(b, [22, 3, 0..=4, ..])
 }
 
 /// Feeds one TCP segment; true when nothing more is to be learned.
-fn tls_packet(t: &mut TlsState, pkt: &Seen<'_>, isn: &[Option<u32>; 2], summary: &mut AppSummary, stats: &mut FlowStats) -> bool {
+fn tls_packet(
+    t: &mut TlsState,
+    pkt: &Seen<'_>,
+    isn: &[Option<u32>; 2],
+    summary: &mut AppSummary,
+    stats: &mut FlowStats,
+    outcome: &mut Outcome,
+) -> bool {
     t.packets += 1;
     let i = pkt.side.index();
-    let from_client = pkt.side == t.client;
+    // Data in a SYN (TCP Fast Open) starts one past the SYN's sequence number.
+    let seq = if pkt.tcp_flags & 0x02 != 0 {
+        pkt.seq.wrapping_add(1)
+    } else {
+        pkt.seq
+    };
     let dir = &mut t.dirs[i];
-    if !dir.done {
-        let base = *dir.base.get_or_insert_with(|| isn[i].map_or(pkt.seq, |s| s.wrapping_add(1)));
-        if let Some((off, data)) = tcp_clip(base, pkt.seq, pkt.payload) {
-            dir.buf.insert(off, data);
-        }
-        let stuck = dir.buf.is_full() || dir.buf.overflowed() || dir.buf.range_limit_hit();
-        if from_client {
-            match tls::scan_client_records(dir.buf.contiguous()).or_truncated(stuck) {
-                Scan::NeedMore => {}
-                Scan::Done(ch) => {
-                    summary.client_hello = Some(Box::new(ch));
-                    dir.done = true;
-                }
-                Scan::NotTls => dir.done = true,
-                Scan::Truncated => {
-                    summary.tls_truncated = true;
-                    stats.anomaly("tls_client_hello_truncated");
-                    dir.done = true;
-                }
-                Scan::Malformed(_) => {
-                    stats.anomaly("tls_client_hello_malformed");
-                    dir.done = true;
-                }
+    match dir.mode {
+        DirMode::Start => {
+            let base = *dir
+                .base
+                .get_or_insert_with(|| isn[i].map_or(seq, |s| s.wrapping_add(1)));
+            if let Some((off, data)) = tcp_clip(base, seq, pkt.payload) {
+                dir.buf.insert(off, data);
             }
-        } else {
-            match tls::scan_server_records(dir.buf.contiguous()).or_truncated(stuck) {
-                Scan::NeedMore => {}
-                Scan::Done(sh) => {
-                    dir.done = sh.complete;
-                    if sh.certificate_error.is_some() {
-                        stats.anomaly("tls_certificate_malformed");
-                    }
-                    summary.server = Some(Box::new(sh));
-                }
-                Scan::NotTls => dir.done = true,
-                Scan::Truncated => {
-                    stats.anomaly("tls_server_hello_truncated");
-                    dir.done = true;
-                }
-                Scan::Malformed(_) => {
-                    stats.anomaly("tls_server_hello_malformed");
-                    dir.done = true;
+            let head = dir.buf.contiguous();
+            if head.len() >= 3 {
+                if tls_record_start(head) {
+                    dir.mode = DirMode::Hello;
+                } else {
+                    dir.buf.release();
+                    dir.mode = DirMode::Probe;
                 }
             }
         }
-        if dir.done {
-            dir.buf.release();
+        DirMode::Probe if tls_record_start(pkt.payload) => {
+            dir.base = Some(seq);
+            dir.buf = StreamReassembler::new(HANDSHAKE_BYTES_SERVER);
+            dir.buf.insert(0, pkt.payload);
+            dir.mode = DirMode::Hello;
         }
+        DirMode::Hello => {
+            if let Some((off, data)) = dir.base.and_then(|b| tcp_clip(b, seq, pkt.payload)) {
+                dir.buf.insert(off, data);
+            }
+        }
+        DirMode::Probe | DirMode::Done => {}
     }
-    let finished = t.dirs.iter().all(|d| d.done);
+    if dir.mode == DirMode::Hello {
+        summary.protocol = Some("tls");
+        scan_tls_dir(dir, pkt.side, summary, stats, outcome);
+    }
+    let finished = t.dirs.iter().all(|d| d.mode == DirMode::Done);
+    let probing = t
+        .dirs
+        .iter()
+        .all(|d| matches!(d.mode, DirMode::Start | DirMode::Probe | DirMode::Done));
     if !finished && t.packets >= MAX_HANDSHAKE_PACKETS {
-        if !t.dirs[t.client.index()].done && !t.dirs[t.client.index()].buf.contiguous().is_empty() {
-            summary.tls_truncated = true;
-            stats.anomaly("tls_client_hello_truncated");
+        for d in &t.dirs {
+            if d.mode == DirMode::Hello && d.buf.contiguous().get(5) == Some(&1) {
+                summary.tls_truncated = true;
+                stats.anomaly("tls_client_hello_truncated");
+            }
         }
         return true;
     }
-    finished
+    finished || (probing && t.packets >= MAX_PROBE_PACKETS)
+}
+
+/// Scans one direction's reassembled handshake bytes.
+fn scan_tls_dir(
+    dir: &mut TcpDir,
+    side: Side,
+    summary: &mut AppSummary,
+    stats: &mut FlowStats,
+    outcome: &mut Outcome,
+) {
+    let stuck = dir.buf.is_full() || dir.buf.overflowed() || dir.buf.range_limit_hit();
+    let buf = dir.buf.contiguous();
+    match buf.get(5) {
+        // A ClientHello: this side is the client.
+        Some(1) => {
+            outcome.client_is = Some(side);
+            match tls::scan_client_records(buf).or_truncated(stuck) {
+                Scan::NeedMore => return,
+                Scan::Done(ch) => {
+                    if summary.client_hello.is_none() {
+                        summary.client_hello = Some(Box::new(ch));
+                    }
+                }
+                Scan::NotTls => {}
+                Scan::Truncated => {
+                    summary.tls_truncated = true;
+                    stats.anomaly("tls_client_hello_truncated");
+                }
+                Scan::Malformed(_) => stats.anomaly("tls_client_hello_malformed"),
+            }
+        }
+        Some(2) => {
+            if outcome.client_is.is_none() && summary.client_hello.is_none() {
+                outcome.client_is = Some(side.other());
+            }
+            match tls::scan_server_records(buf).or_truncated(stuck) {
+                Scan::NeedMore => return,
+                Scan::Done(sh) => {
+                    if sh.certificate_error.is_some() {
+                        stats.anomaly("tls_certificate_malformed");
+                    }
+                    let complete = sh.complete;
+                    summary.server = Some(Box::new(sh));
+                    if !complete && !stuck {
+                        return;
+                    }
+                }
+                Scan::NotTls => {}
+                Scan::Truncated => stats.anomaly("tls_server_hello_truncated"),
+                Scan::Malformed(_) => stats.anomaly("tls_server_hello_malformed"),
+            }
+        }
+        None if !stuck => return,
+        // Another handshake message first (or bytes that are not a hello).
+        _ => {}
+    }
+    dir.mode = DirMode::Done;
+    dir.buf.release();
 }
 
 /// Feeds one UDP datagram of a QUIC flow; true when nothing more is to be learned.
-fn quic_packet(q: &mut QuicState, pkt: &Seen<'_>, summary: &mut AppSummary, stats: &mut FlowStats) -> bool {
+fn quic_packet(
+    q: &mut QuicState,
+    pkt: &Seen<'_>,
+    summary: &mut AppSummary,
+    stats: &mut FlowStats,
+) -> bool {
     q.packets += 1;
     let from_client = pkt.side == q.client;
     let qs = summary.quic.get_or_insert_with(Default::default);
@@ -371,7 +489,10 @@ fn quic_packet(q: &mut QuicState, pkt: &Seen<'_>, summary: &mut AppSummary, stat
         if rekey {
             if q.retry_scid.as_deref() == Some(first.dcid) {
                 q.retry_scid = None;
-                q.crypto = [StreamReassembler::new(QUIC_CRYPTO_BYTES), StreamReassembler::new(QUIC_CRYPTO_BYTES)];
+                q.crypto = [
+                    StreamReassembler::new(QUIC_CRYPTO_BYTES),
+                    StreamReassembler::new(QUIC_CRYPTO_BYTES),
+                ];
                 q.done = [false; 2];
             }
             q.keys = InitialKeys::derive(q.version, first.dcid);
@@ -385,14 +506,21 @@ fn quic_packet(q: &mut QuicState, pkt: &Seen<'_>, summary: &mut AppSummary, stat
     if let Some(keys) = &q.keys {
         if !q.done[i] {
             q.frames.clear();
-            match quic::open_initials(pkt.payload, keys, from_client, &mut q.scratch, &mut q.frames) {
+            match quic::open_initials(
+                pkt.payload,
+                keys,
+                from_client,
+                &mut q.scratch,
+                &mut q.frames,
+            ) {
                 Ok(s) => qs.initial_packets += s.initial_packets,
                 Err(e) => stats.anomaly(e.reason()),
             }
             for f in &q.frames {
                 q.crypto[i].insert(f.offset, &f.data);
             }
-            let stuck = q.crypto[i].is_full() || q.crypto[i].overflowed() || q.crypto[i].range_limit_hit();
+            let stuck =
+                q.crypto[i].is_full() || q.crypto[i].overflowed() || q.crypto[i].range_limit_hit();
             let buf = q.crypto[i].contiguous();
             if from_client {
                 match tls::scan_client_messages(buf).or_truncated(stuck) {
@@ -486,9 +614,18 @@ fn dns_message(
 }
 
 /// Parses a DHCP datagram into an observation for the identity stage.
-fn dhcp_observation(payload: &[u8], src_mac: Option<[u8; 6]>, ts_ns: u64, stats: &mut FlowStats) -> Option<Observation> {
+fn dhcp_observation(
+    payload: &[u8],
+    src_mac: Option<[u8; 6]>,
+    ts_ns: u64,
+    stats: &mut FlowStats,
+) -> Option<Observation> {
     match dhcp::parse_dhcpv4(payload) {
-        Ok(message) => Some(Observation::Dhcp(Box::new(DhcpObservation { ts_ns, src_mac, message }))),
+        Ok(message) => Some(Observation::Dhcp(Box::new(DhcpObservation {
+            ts_ns,
+            src_mac,
+            message,
+        }))),
         Err(e) => {
             stats.anomaly(e.reason());
             None

@@ -33,7 +33,9 @@ impl Hash for FlowKey {
         h.write(&self.a.addr);
         h.write(&self.b.addr);
         h.write_u32(u32::from(self.a.port) << 16 | u32::from(self.b.port));
-        h.write_u64(u64::from(self.proto) | u64::from(self.vlans[0]) << 8 | u64::from(self.vlans[1]) << 24);
+        h.write_u64(
+            u64::from(self.proto) | u64::from(self.vlans[0]) << 8 | u64::from(self.vlans[1]) << 24,
+        );
     }
 }
 
@@ -72,14 +74,45 @@ pub fn addr_bytes(ip: IpAddr) -> [u8; 16] {
 
 impl FlowKey {
     /// Builds the canonical key for a packet from `src` to `dst`, and says which side sent it.
-    pub fn new(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, proto: u8, vlans: [u16; 2]) -> (FlowKey, Side) {
-        let s = Endpoint { addr: addr_bytes(src), port: sport };
-        let d = Endpoint { addr: addr_bytes(dst), port: dport };
+    pub fn new(
+        src: IpAddr,
+        sport: u16,
+        dst: IpAddr,
+        dport: u16,
+        proto: u8,
+        vlans: [u16; 2],
+    ) -> (FlowKey, Side) {
+        let s = Endpoint {
+            addr: addr_bytes(src),
+            port: sport,
+        };
+        let d = Endpoint {
+            addr: addr_bytes(dst),
+            port: dport,
+        };
         let ipv6 = src.is_ipv6();
         if s <= d {
-            (FlowKey { a: s, b: d, proto, ipv6, vlans }, Side::A)
+            (
+                FlowKey {
+                    a: s,
+                    b: d,
+                    proto,
+                    ipv6,
+                    vlans,
+                },
+                Side::A,
+            )
         } else {
-            (FlowKey { a: d, b: s, proto, ipv6, vlans }, Side::B)
+            (
+                FlowKey {
+                    a: d,
+                    b: s,
+                    proto,
+                    ipv6,
+                    vlans,
+                },
+                Side::B,
+            )
         }
     }
 

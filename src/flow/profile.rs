@@ -65,7 +65,11 @@ impl ProfileState {
     /// Records one packet. `from_client` orients the length; `ts_ns` is packet time.
     pub fn update(&mut self, ts_ns: u64, payload_len: u32, from_client: bool, burst_gap_ns: u64) {
         let first = self.bursts == 0;
-        let gap_ns = if first { 0 } else { ts_ns.saturating_sub(self.last_ns) };
+        let gap_ns = if first {
+            0
+        } else {
+            ts_ns.saturating_sub(self.last_ns)
+        };
         self.last_ns = self.last_ns.max(ts_ns);
         let gap_us = gap_ns / 1000;
         if first || gap_ns > burst_gap_ns {
@@ -79,7 +83,9 @@ impl ProfileState {
         }
         let dir = usize::from(!from_client);
         self.burst_bytes[dir] += u64::from(payload_len);
-        if self.burst_bytes[0] + self.burst_bytes[1] > self.max_burst_bytes[0] + self.max_burst_bytes[1] {
+        if self.burst_bytes[0] + self.burst_bytes[1]
+            > self.max_burst_bytes[0] + self.max_burst_bytes[1]
+        {
             self.max_burst_bytes = self.burst_bytes;
         }
         let i = usize::from(self.n);

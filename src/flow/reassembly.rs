@@ -228,7 +228,12 @@ impl StreamReassembler {
             return;
         }
         if end > self.buf.capacity() {
-            let target = self.buf.capacity().saturating_mul(2).max(end).min(self.bound);
+            let target = self
+                .buf
+                .capacity()
+                .saturating_mul(2)
+                .max(end)
+                .min(self.bound);
             self.buf.reserve_exact(target - self.buf.len());
         }
         self.buf.resize(end, 0);

@@ -128,7 +128,9 @@ fn timeout_class(proto: u8) -> Class {
 }
 
 /// Well-known service ports above 1023 that the port heuristic treats as servers.
-const HIGH_SERVICE_PORTS: &[u16] = &[1194, 1812, 1813, 3478, 4500, 5060, 5061, 5223, 5228, 8080, 8443, 9001];
+const HIGH_SERVICE_PORTS: &[u16] = &[
+    1194, 1812, 1813, 3478, 4500, 5060, 5061, 5223, 5228, 8080, 8443, 9001,
+];
 
 fn is_service_port(p: u16) -> bool {
     p < 1024 || HIGH_SERVICE_PORTS.contains(&p)
@@ -142,14 +144,19 @@ const TCP_ACK: u8 = 0x10;
 /// The (up to two) VLAN ids of a packet as a fixed pair, 0 for none.
 pub fn vlan_pair(v: &Vlans) -> [u16; 2] {
     let s = v.as_slice();
-    [s.first().copied().unwrap_or(0), s.get(1).copied().unwrap_or(0)]
+    [
+        s.first().copied().unwrap_or(0),
+        s.get(1).copied().unwrap_or(0),
+    ]
 }
 
 /// The ports of a packet's transport header (0 when it has none).
 pub fn ports(l4: &L4<'_>) -> (u16, u16) {
     match *l4 {
         L4::Tcp(t) => (t.src_port, t.dst_port),
-        L4::Udp { src_port, dst_port, .. } => (src_port, dst_port),
+        L4::Udp {
+            src_port, dst_port, ..
+        } => (src_port, dst_port),
         L4::Other { .. } => (0, 0),
     }
 }
@@ -220,7 +227,11 @@ impl Shard {
 
         let (sport, dport, tcp_flags, seq, payload) = match pkt.l4 {
             L4::Tcp(t) => (t.src_port, t.dst_port, t.flags, t.seq, t.payload),
-            L4::Udp { src_port, dst_port, payload } => (src_port, dst_port, 0, 0, payload),
+            L4::Udp {
+                src_port,
+                dst_port,
+                payload,
+            } => (src_port, dst_port, 0, 0, payload),
             L4::Other { payload, .. } => (0, 0, 0, 0, payload),
         };
         if let Fragment::Later { .. } = pkt.fragment {
@@ -228,7 +239,14 @@ impl Shard {
             self.stats.unkeyed_packets += 1;
             return;
         }
-        let (key, side) = FlowKey::new(pkt.ip.src, sport, pkt.ip.dst, dport, pkt.ip.proto, vlan_pair(&pkt.vlans));
+        let (key, side) = FlowKey::new(
+            pkt.ip.src,
+            sport,
+            pkt.ip.dst,
+            dport,
+            pkt.ip.proto,
+            vlan_pair(&pkt.vlans),
+        );
         let is_syn = tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
 
         let mut slot = self.map.get(&key).copied();
@@ -251,7 +269,10 @@ impl Shard {
 
         let burst_gap = self.cfg.burst_gap_ns;
         let active_timeout = self.cfg.active_timeout_ns;
-        let flow = self.slots[s as usize].flow.as_deref_mut().expect("mapped slot holds a flow");
+        let flow = self.slots[s as usize]
+            .flow
+            .as_deref_mut()
+            .expect("mapped slot holds a flow");
         let was_closed = flow.tcp.closed();
         let d = &mut flow.sides[side.index()];
         if d.packets == 0 {
@@ -266,7 +287,8 @@ impl Shard {
         flow.last_ns = now;
         flow.truncated_packets += u64::from(pkt.truncated);
         flow.fragments += u64::from(matches!(pkt.fragment, Fragment::First { .. }));
-        flow.profile.update(now, pkt.l4_payload_len, side == flow.client, burst_gap);
+        flow.profile
+            .update(now, pkt.l4_payload_len, side == flow.client, burst_gap);
 
         if key.proto == 6 {
             if tcp_flags & TCP_SYN != 0 {
@@ -280,8 +302,24 @@ impl Shard {
             }
         }
 
-        let seen = inspect::Seen { side, seq, tcp_flags, payload, ts_ns: now, src_mac: pkt.src_mac };
-        let outcome = inspect::on_packet(&mut flow.inspector, &key, flow.id, flow.client, seen, &flow.tcp.isn, out, &mut self.stats);
+        let seen = inspect::Seen {
+            side,
+            seq,
+            tcp_flags,
+            payload,
+            ts_ns: now,
+            src_mac: pkt.src_mac,
+        };
+        let outcome = inspect::on_packet(
+            &mut flow.inspector,
+            &key,
+            flow.id,
+            flow.client,
+            seen,
+            &flow.tcp.isn,
+            out,
+            &mut self.stats,
+        );
         if let Some(client) = outcome.client_is {
             // A ClientHello names the client more surely than ports or packet order.
             if client != flow.client && flow.client_reason > ClientReason::ClientHello {
@@ -304,7 +342,9 @@ impl Shard {
         if interim_due {
             self.flow_mut(s).interim_from_ns = now;
             self.stats.interim += 1;
-            out.push(Observation::Flow(self.summary(s, Termination::ActiveTimeout)));
+            out.push(Observation::Flow(
+                self.summary(s, Termination::ActiveTimeout),
+            ));
         }
     }
 
@@ -320,7 +360,15 @@ impl Shard {
         }
     }
 
-    fn create(&mut self, key: FlowKey, side: Side, pkt: &Packet<'_>, flags: u8, payload: &[u8], out: &mut Vec<Observation>) -> u32 {
+    fn create(
+        &mut self,
+        key: FlowKey,
+        side: Side,
+        pkt: &Packet<'_>,
+        flags: u8,
+        payload: &[u8],
+        out: &mut Vec<Observation>,
+    ) -> u32 {
         if self.map.len() >= self.cfg.max_flows {
             self.evict_one(out);
         }
@@ -365,7 +413,10 @@ impl Shard {
                 s
             }
             None => {
-                self.slots.push(Slot { gen: 0, flow: Some(flow) });
+                self.slots.push(Slot {
+                    gen: 0,
+                    flow: Some(flow),
+                });
                 (self.slots.len() - 1) as u32
             }
         };
@@ -377,17 +428,27 @@ impl Shard {
     }
 
     fn flow(&self, s: u32) -> &Flow {
-        self.slots[s as usize].flow.as_deref().expect("mapped slot holds a flow")
+        self.slots[s as usize]
+            .flow
+            .as_deref()
+            .expect("mapped slot holds a flow")
     }
 
     fn flow_mut(&mut self, s: u32) -> &mut Flow {
-        self.slots[s as usize].flow.as_deref_mut().expect("mapped slot holds a flow")
+        self.slots[s as usize]
+            .flow
+            .as_deref_mut()
+            .expect("mapped slot holds a flow")
     }
 
     fn enqueue(&mut self, s: u32) {
         let slot = &self.slots[s as usize];
         let flow = slot.flow.as_deref().expect("enqueued slot holds a flow");
-        self.queues[flow.class as usize].push_back(QueueEntry { slot: s, gen: slot.gen, last_ns: flow.last_ns });
+        self.queues[flow.class as usize].push_back(QueueEntry {
+            slot: s,
+            gen: slot.gen,
+            last_ns: flow.last_ns,
+        });
     }
 
     /// The live flow an entry refers to, if the entry is still current for this queue.
@@ -402,7 +463,9 @@ impl Shard {
         let now = self.now_ns;
         for class in 0..CLASSES {
             while let Some(e) = self.queues[class].pop_front() {
-                let Some(flow) = self.entry_flow(&e, class) else { continue };
+                let Some(flow) = self.entry_flow(&e, class) else {
+                    continue;
+                };
                 let timeout = self.timeout(flow.class);
                 if now.saturating_sub(flow.last_ns) > timeout {
                     let reason = Self::end_reason(flow, true);
@@ -427,7 +490,9 @@ impl Shard {
         for class in 0..CLASSES {
             while let Some(e) = self.queues[class].pop_front() {
                 steps += 1;
-                let Some(flow) = self.entry_flow(&e, class) else { continue };
+                let Some(flow) = self.entry_flow(&e, class) else {
+                    continue;
+                };
                 let (last_ns, fresh) = (flow.last_ns, flow.last_ns == e.last_ns);
                 if !fresh && steps < EVICT_SCAN_LIMIT {
                     self.queues[class].push_back(QueueEntry { last_ns, ..e });

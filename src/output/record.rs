@@ -30,7 +30,9 @@ impl Record {
                 map.insert(part.to_string(), value.into());
                 return;
             }
-            let entry = map.entry(part.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            let entry = map
+                .entry(part.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
             if !entry.is_object() {
                 *entry = Value::Object(Map::new());
             }
@@ -113,7 +115,11 @@ pub fn tcp_flags(f: u8) -> String {
         (0x40, 'E'),
         (0x80, 'C'),
     ];
-    NAMES.iter().filter(|(bit, _)| f & bit != 0).map(|(_, c)| *c).collect()
+    NAMES
+        .iter()
+        .filter(|(bit, _)| f & bit != 0)
+        .map(|(_, c)| *c)
+        .collect()
 }
 
 #[cfg(test)]

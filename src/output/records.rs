@@ -37,7 +37,10 @@ pub fn flow_record(f: &FlowSummary, ctx: &FlowContext) -> Value {
     r.put("event.end", ts(f.end_ns));
     r.put("event.duration", f.end_ns.saturating_sub(f.start_ns));
 
-    for (side, ip, port, d) in [("source", f.client_ip, f.client_port, &f.client), ("destination", f.server_ip, f.server_port, &f.server)] {
+    for (side, ip, port, d) in [
+        ("source", f.client_ip, f.client_port, &f.client),
+        ("destination", f.server_ip, f.server_port, &f.server),
+    ] {
         r.put(&format!("{side}.ip"), ip.to_string());
         if matches!(f.proto, 6 | 17 | 132) {
             r.put(&format!("{side}.port"), port);
@@ -49,7 +52,14 @@ pub fn flow_record(f: &FlowSummary, ctx: &FlowContext) -> Value {
     r.put_opt("destination.domain", ctx.domain.clone());
 
     r.put("network.transport", transport_name(f.proto));
-    r.put("network.type", if f.client_ip.is_ipv6() { "ipv6" } else { "ipv4" });
+    r.put(
+        "network.type",
+        if f.client_ip.is_ipv6() {
+            "ipv6"
+        } else {
+            "ipv4"
+        },
+    );
     r.put_opt("network.protocol", f.app.protocol);
     if let Some(&outer) = f.vlans.first() {
         r.put("network.vlan.id", outer.to_string());
@@ -67,8 +77,14 @@ pub fn flow_record(f: &FlowSummary, ctx: &FlowContext) -> Value {
     r.put("nightjar.flow.payload_bytes.client", f.client.payload_bytes);
     r.put("nightjar.flow.payload_bytes.server", f.server.payload_bytes);
     if f.proto == 6 {
-        r.put("nightjar.flow.tcp_flags.client", tcp_flags(f.client.tcp_flags));
-        r.put("nightjar.flow.tcp_flags.server", tcp_flags(f.server.tcp_flags));
+        r.put(
+            "nightjar.flow.tcp_flags.client",
+            tcp_flags(f.client.tcp_flags),
+        );
+        r.put(
+            "nightjar.flow.tcp_flags.server",
+            tcp_flags(f.server.tcp_flags),
+        );
     }
     if !f.encap.is_empty() {
         r.put("nightjar.flow.encapsulation", json!(f.encap));
@@ -132,21 +148,45 @@ fn put_client_hello(r: &mut Record, ch: &ClientHello) {
     }
     r.put("tls.client.ja4", ch.ja4.clone());
     r.put("tls.client.ja4_r", ch.ja4_r.clone());
-    r.put("tls.client.supported_ciphers", ch.ciphers.iter().map(|&c| cipher_name(c)).collect::<Vec<_>>());
-    r.put("nightjar.tls.client.legacy_version", hex16(ch.legacy_version));
+    r.put(
+        "tls.client.supported_ciphers",
+        ch.ciphers
+            .iter()
+            .map(|&c| cipher_name(c))
+            .collect::<Vec<_>>(),
+    );
+    r.put(
+        "nightjar.tls.client.legacy_version",
+        hex16(ch.legacy_version),
+    );
     if !ch.supported_versions.is_empty() {
-        r.put("nightjar.tls.client.supported_versions", hex16_list(&ch.supported_versions));
+        r.put(
+            "nightjar.tls.client.supported_versions",
+            hex16_list(&ch.supported_versions),
+        );
     }
     r.put("nightjar.tls.client.extensions", hex16_list(&ch.extensions));
-    r.put("nightjar.tls.client.supported_groups", hex16_list(&ch.groups));
-    r.put("nightjar.tls.client.signature_algorithms", hex16_list(&ch.sig_algs));
-    r.put("nightjar.tls.client.key_share_groups", hex16_list(&ch.key_share_groups));
+    r.put(
+        "nightjar.tls.client.supported_groups",
+        hex16_list(&ch.groups),
+    );
+    r.put(
+        "nightjar.tls.client.signature_algorithms",
+        hex16_list(&ch.sig_algs),
+    );
+    r.put(
+        "nightjar.tls.client.key_share_groups",
+        hex16_list(&ch.key_share_groups),
+    );
     r.put("nightjar.tls.client.ech", ch.ech);
     r.put("nightjar.tls.client.pq_hybrid", ch.pq_hybrid);
     r.put("nightjar.tls.client.grease", ch.grease);
     r.put("nightjar.tls.client.psk_offered", ch.psk_offered);
     if !ch.malformed_extensions.is_empty() {
-        r.put("nightjar.tls.client.malformed_extensions", hex16_list(&ch.malformed_extensions));
+        r.put(
+            "nightjar.tls.client.malformed_extensions",
+            hex16_list(&ch.malformed_extensions),
+        );
     }
 }
 
@@ -179,8 +219,14 @@ fn put_server(r: &mut Record, sh: &ServerHandshake, ch: Option<&ClientHello>) {
         }
     }
     if let Some(c) = &sh.certificate {
-        r.put("tls.server.x509.subject.distinguished_name", c.subject.clone());
-        r.put("tls.server.x509.issuer.distinguished_name", c.issuer.clone());
+        r.put(
+            "tls.server.x509.subject.distinguished_name",
+            c.subject.clone(),
+        );
+        r.put(
+            "tls.server.x509.issuer.distinguished_name",
+            c.issuer.clone(),
+        );
         if !c.san_dns.is_empty() {
             r.put("tls.server.x509.alternative_names", json!(c.san_dns));
         }

@@ -36,12 +36,23 @@ pub struct Sink {
 
 impl Sink {
     pub fn stdout() -> Sink {
-        Sink { target: Target::Stdout(io::stdout()), buf: Vec::with_capacity(SINK_BUFFER_BYTES * 2), records: 0 }
+        Sink {
+            target: Target::Stdout(io::stdout()),
+            buf: Vec::with_capacity(SINK_BUFFER_BYTES * 2),
+            records: 0,
+        }
     }
 
     pub fn file(path: &Path) -> Result<Sink, SinkError> {
         let file = open_append(path)?;
-        Ok(Sink { target: Target::File { path: path.to_path_buf(), file }, buf: Vec::with_capacity(SINK_BUFFER_BYTES * 2), records: 0 })
+        Ok(Sink {
+            target: Target::File {
+                path: path.to_path_buf(),
+                file,
+            },
+            buf: Vec::with_capacity(SINK_BUFFER_BYTES * 2),
+            records: 0,
+        })
     }
 
     pub fn write(&mut self, record: &Value) -> Result<(), SinkError> {
@@ -67,7 +78,10 @@ impl Sink {
             Target::File { file, .. } => file.write_all(&self.buf),
         };
         self.buf.clear();
-        res.map_err(|source| SinkError::Write { path: self.path_name(), source })
+        res.map_err(|source| SinkError::Write {
+            path: self.path_name(),
+            source,
+        })
     }
 
     /// Flushes, then reopens the output file at its path (no-op for stdout).
@@ -92,7 +106,10 @@ fn open_append(path: &Path) -> Result<File, SinkError> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|source| SinkError::Open { path: path.display().to_string(), source })
+        .map_err(|source| SinkError::Open {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -112,7 +129,10 @@ mod tests {
         s.reopen().unwrap();
         s.write(&serde_json::json!({"a": 3})).unwrap();
         s.flush().unwrap();
-        assert_eq!(std::fs::read_to_string(dir.join("old.json")).unwrap(), "{\"a\":1}\n{\"a\":2}\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("old.json")).unwrap(),
+            "{\"a\":1}\n{\"a\":2}\n"
+        );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":3}\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }

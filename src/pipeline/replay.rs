@@ -70,7 +70,11 @@ struct Progress {
 impl Progress {
     fn new(enabled: bool) -> Progress {
         let now = Instant::now();
-        Progress { enabled: enabled && std::io::stderr().is_terminal(), started: now, last: now }
+        Progress {
+            enabled: enabled && std::io::stderr().is_terminal(),
+            started: now,
+            last: now,
+        }
     }
 
     fn tick(&mut self, frames: u64, bytes: u64, consumed: u64, size: Option<u64>) {
@@ -79,7 +83,10 @@ impl Progress {
         }
         self.last = Instant::now();
         let secs = self.started.elapsed().as_secs_f64().max(1e-9);
-        let pct = size.filter(|&s| s > 0).map(|s| format!(" {:5.1}%", 100.0 * consumed as f64 / s as f64)).unwrap_or_default();
+        let pct = size
+            .filter(|&s| s > 0)
+            .map(|s| format!(" {:5.1}%", 100.0 * consumed as f64 / s as f64))
+            .unwrap_or_default();
         let _ = write!(
             std::io::stderr(),
             "\r{frames} packets, {:.1} MB{pct}, {:.0} packets/s   ",
@@ -96,7 +103,11 @@ impl Progress {
 }
 
 /// Replays the inputs; records go to `sink` through `correlator`.
-pub fn replay(opts: &ReplayOptions, correlator: &mut Correlator, sink: &mut Sink) -> Result<ReplayReport, ReplayError> {
+pub fn replay(
+    opts: &ReplayOptions,
+    correlator: &mut Correlator,
+    sink: &mut Sink,
+) -> Result<ReplayReport, ReplayError> {
     let started = Instant::now();
     let mut report = if opts.workers <= 1 {
         replay_inline(opts, correlator, sink)?
@@ -108,7 +119,11 @@ pub fn replay(opts: &ReplayOptions, correlator: &mut Correlator, sink: &mut Sink
 }
 
 /// Calls `each` for every frame of every input in order; stops at the first input error.
-fn read_inputs(opts: &ReplayOptions, data: &mut DataPlaneStats, mut each: impl FnMut(&Frame<'_>)) -> Option<String> {
+fn read_inputs(
+    opts: &ReplayOptions,
+    data: &mut DataPlaneStats,
+    mut each: impl FnMut(&Frame<'_>),
+) -> Option<String> {
     let mut progress = Progress::new(opts.progress);
     for path in &opts.inputs {
         let name = path.display().to_string();
@@ -122,7 +137,12 @@ fn read_inputs(opts: &ReplayOptions, data: &mut DataPlaneStats, mut each: impl F
                     data.frame(frame.ts.0, frame.linktype, frame.data.len(), frame.orig_len);
                     each(&frame);
                     let st = reader.stats();
-                    progress.tick(data.frames, data.captured_bytes, st.bytes_consumed, st.file_size);
+                    progress.tick(
+                        data.frames,
+                        data.captured_bytes,
+                        st.bytes_consumed,
+                        st.file_size,
+                    );
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -136,7 +156,11 @@ fn read_inputs(opts: &ReplayOptions, data: &mut DataPlaneStats, mut each: impl F
     None
 }
 
-fn replay_inline(opts: &ReplayOptions, correlator: &mut Correlator, sink: &mut Sink) -> Result<ReplayReport, ReplayError> {
+fn replay_inline(
+    opts: &ReplayOptions,
+    correlator: &mut Correlator,
+    sink: &mut Sink,
+) -> Result<ReplayReport, ReplayError> {
     let mut shard = Shard::new(opts.flow.clone());
     let mut data = DataPlaneStats::default();
     let mut obs: Vec<Observation> = Vec::new();
@@ -161,7 +185,12 @@ fn replay_inline(opts: &ReplayOptions, correlator: &mut Correlator, sink: &mut S
     for o in obs.drain(..) {
         correlator.handle(o, sink)?;
     }
-    Ok(ReplayReport { data, flows: shard.stats.clone(), elapsed: Duration::ZERO, error })
+    Ok(ReplayReport {
+        data,
+        flows: shard.stats.clone(),
+        elapsed: Duration::ZERO,
+        error,
+    })
 }
 
 /// A batch of frames copied for one shard; recycled through a pool.
@@ -180,7 +209,11 @@ struct ShardMsg {
     done: bool,
 }
 
-fn replay_sharded(opts: &ReplayOptions, correlator: &mut Correlator, sink: &mut Sink) -> Result<ReplayReport, ReplayError> {
+fn replay_sharded(
+    opts: &ReplayOptions,
+    correlator: &mut Correlator,
+    sink: &mut Sink,
+) -> Result<ReplayReport, ReplayError> {
     let n = opts.workers;
     let (obs_tx, obs_rx) = bounded::<ShardMsg>(OBSERVATION_QUEUE);
     let mut batch_txs = Vec::with_capacity(n);
@@ -215,12 +248,20 @@ fn replay_sharded(opts: &ReplayOptions, correlator: &mut Correlator, sink: &mut 
                 }
             };
             let (sport, dport) = ports(&pkt.l4);
-            let (key, _) = FlowKey::new(pkt.ip.src, sport, pkt.ip.dst, dport, pkt.ip.proto, vlan_pair(&pkt.vlans));
+            let (key, _) = FlowKey::new(
+                pkt.ip.src,
+                sport,
+                pkt.ip.dst,
+                dport,
+                pkt.ip.proto,
+                vlan_pair(&pkt.vlans),
+            );
             let i = (key.symmetric_hash() % n as u64) as usize;
             let b = &mut current[i];
             let start = b.bytes.len() as u32;
             b.bytes.extend_from_slice(frame.data);
-            b.frames.push((frame.ts.0, frame.linktype.0, start, b.bytes.len() as u32));
+            b.frames
+                .push((frame.ts.0, frame.linktype.0, start, b.bytes.len() as u32));
             if b.frames.len() >= BATCH_FRAMES || b.bytes.len() >= BATCH_BYTES {
                 let mut next = pools[i].recv().unwrap_or_default();
                 next.bytes.clear();
@@ -238,13 +279,22 @@ fn replay_sharded(opts: &ReplayOptions, correlator: &mut Correlator, sink: &mut 
         drop(batch_txs);
         let mut flows = FlowStats::default();
         for h in handles {
-            let (stats, shard_data) = h.join().map_err(|_| ReplayError::Worker("shard thread panicked".into()))?;
+            let (stats, shard_data) = h
+                .join()
+                .map_err(|_| ReplayError::Worker("shard thread panicked".into()))?;
             flows.merge(&stats);
             // Frames were counted by the reader; only the shards' own anomalies are added.
             data.decode_anomalies.extend(shard_data.decode_anomalies);
         }
-        merger.join().map_err(|_| ReplayError::Worker("correlator thread panicked".into()))??;
-        Ok(ReplayReport { data, flows, elapsed: Duration::ZERO, error })
+        merger
+            .join()
+            .map_err(|_| ReplayError::Worker("correlator thread panicked".into()))??;
+        Ok(ReplayReport {
+            data,
+            flows,
+            elapsed: Duration::ZERO,
+            error,
+        })
     })
 }
 
@@ -270,16 +320,31 @@ fn shard_worker(
         batch.frames.clear();
         let _ = pool.try_send(batch);
         let watermark = shard.now_ns();
-        let _ = out.send(ShardMsg { shard: index, obs: std::mem::take(&mut obs), watermark, done: false });
+        let _ = out.send(ShardMsg {
+            shard: index,
+            obs: std::mem::take(&mut obs),
+            watermark,
+            done: false,
+        });
     }
     shard.flush(Termination::EndOfInput, &mut obs);
     let watermark = shard.now_ns();
-    let _ = out.send(ShardMsg { shard: index, obs, watermark, done: true });
+    let _ = out.send(ShardMsg {
+        shard: index,
+        obs,
+        watermark,
+        done: true,
+    });
     (shard.stats.clone(), data)
 }
 
 /// Merges the shards' ordered observation streams into one, in packet-time order.
-fn merge_observations(n: usize, rx: Receiver<ShardMsg>, correlator: &mut Correlator, sink: &mut Sink) -> Result<(), ReplayError> {
+fn merge_observations(
+    n: usize,
+    rx: Receiver<ShardMsg>,
+    correlator: &mut Correlator,
+    sink: &mut Sink,
+) -> Result<(), ReplayError> {
     let mut queues: Vec<VecDeque<Observation>> = (0..n).map(|_| VecDeque::new()).collect();
     let mut watermarks = vec![0u64; n];
     let mut done = vec![false; n];
@@ -298,10 +363,17 @@ fn merge_observations(n: usize, rx: Receiver<ShardMsg>, correlator: &mut Correla
         let limit = if all_done {
             u64::MAX
         } else {
-            (0..n).filter(|&i| !done[i]).map(|i| watermarks[i]).min().unwrap_or(u64::MAX).saturating_sub(1)
+            (0..n)
+                .filter(|&i| !done[i])
+                .map(|i| watermarks[i])
+                .min()
+                .unwrap_or(u64::MAX)
+                .saturating_sub(1)
         };
         loop {
-            let next = (0..n).filter_map(|i| queues[i].front().map(|o| (o.ts(), i))).min();
+            let next = (0..n)
+                .filter_map(|i| queues[i].front().map(|o| (o.ts(), i)))
+                .min();
             match next {
                 Some((ts, i)) if ts <= limit => {
                     if let Some(o) = queues[i].pop_front() {

@@ -28,6 +28,7 @@
 //!   any other type, or rdata that does not decode, lowercase hex of the rdata (at most
 //!   [`MAX_HEX_RDATA`] bytes, then `...`).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -142,11 +143,11 @@ pub struct DnsSummary {
     #[serde(rename = "type", serialize_with = "ser_message_type")]
     pub is_response: bool,
     /// `dns.op_code`: `QUERY`, `NOTIFY`, `UPDATE`, ... or the number.
-    pub op_code: String,
+    pub op_code: Cow<'static, str>,
     /// `dns.header_flags`: the set flags among AA, TC, RD, RA, AD, CD, and DO (from EDNS).
     pub header_flags: Vec<&'static str>,
     /// `dns.response_code`: `NOERROR`, `NXDOMAIN`, ... (with the EDNS extended bits).
-    pub response_code: String,
+    pub response_code: Cow<'static, str>,
     /// The first question (`dns.question.*`); `None` when QDCOUNT is 0.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub question: Option<DnsQuestion>,
@@ -173,9 +174,9 @@ pub struct DnsQuestion {
     pub name: String,
     /// Type mnemonic (`A`, `HTTPS`, `TYPE65400`).
     #[serde(rename = "type")]
-    pub qtype: String,
+    pub qtype: Cow<'static, str>,
     /// Class mnemonic (`IN`, `CLASS32`).
-    pub class: String,
+    pub class: Cow<'static, str>,
 }
 
 /// One entry of `dns.answers`.
@@ -185,9 +186,9 @@ pub struct DnsAnswer {
     pub name: String,
     /// Type mnemonic.
     #[serde(rename = "type")]
-    pub rtype: String,
+    pub rtype: Cow<'static, str>,
     /// Class mnemonic.
-    pub class: String,
+    pub class: Cow<'static, str>,
     /// Time to live in seconds.
     pub ttl: u32,
     /// Rdata as text (format in the module documentation).
@@ -297,7 +298,7 @@ pub fn parse_message(bytes: &[u8]) -> Result<DnsSummary, DnsError> {
         is_response: flags & 0x8000 != 0,
         op_code: opcode_name(((flags >> 11) & 0xF) as u8),
         header_flags: Vec::new(),
-        response_code: String::new(),
+        response_code: Cow::Borrowed(""),
         question,
         answers: Vec::new(),
         answers_dropped: 0,
@@ -579,7 +580,7 @@ fn resolve_ips(question: Option<&DnsQuestion>, answers: &[DnsAnswer]) -> Vec<Res
 
 /// Renders a name: labels joined by `.`, no trailing dot, root as `"."`.
 fn name_text(name: &Name) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(name.len());
     for label in name.iter() {
         if !out.is_empty() {
             out.push('.');
@@ -597,6 +598,14 @@ fn name_text(name: &Name) -> String {
 /// are written byte by byte as `\xNN`, like every byte of invalid UTF-8. Nothing is
 /// dropped, and the escaping can be undone unambiguously.
 pub fn escape_into(bytes: &[u8], extra: &[char], out: &mut String) {
+    let plain =
+        |b: &u8| (0x20..0x7F).contains(b) && *b != b'\\' && !extra.contains(&char::from(*b));
+    if bytes.iter().all(plain) {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            out.push_str(text);
+            return;
+        }
+    }
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
             let invisible = matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}');
@@ -648,27 +657,27 @@ fn header_flags(flags: u16, dnssec_ok: bool) -> Vec<&'static str> {
 }
 
 /// Record type mnemonic, `TYPEn` (RFC 3597) when unknown.
-fn type_name(code: u16) -> String {
+fn type_name(code: u16) -> Cow<'static, str> {
     match RecordType::from(code) {
-        RecordType::Unknown(_) | RecordType::ZERO => format!("TYPE{code}"),
-        _ if code == TYPE_HICKORY_ANAME => format!("TYPE{code}"),
-        known => <&'static str>::from(known).to_owned(),
+        RecordType::Unknown(_) | RecordType::ZERO => Cow::Owned(format!("TYPE{code}")),
+        _ if code == TYPE_HICKORY_ANAME => Cow::Owned(format!("TYPE{code}")),
+        known => Cow::Borrowed(known.into()),
     }
 }
 
 /// Class mnemonic, `CLASSn` (RFC 3597) when unknown.
-fn class_name(code: u16) -> String {
-    match code {
-        1 => "IN".to_owned(),
-        3 => "CH".to_owned(),
-        4 => "HS".to_owned(),
-        254 => "NONE".to_owned(),
-        255 => "ANY".to_owned(),
-        _ => format!("CLASS{code}"),
-    }
+fn class_name(code: u16) -> Cow<'static, str> {
+    Cow::Borrowed(match code {
+        1 => "IN",
+        3 => "CH",
+        4 => "HS",
+        254 => "NONE",
+        255 => "ANY",
+        _ => return Cow::Owned(format!("CLASS{code}")),
+    })
 }
 
-fn opcode_name(code: u8) -> String {
+fn opcode_name(code: u8) -> Cow<'static, str> {
     let name = match code {
         0 => "QUERY",
         1 => "IQUERY",
@@ -676,13 +685,13 @@ fn opcode_name(code: u8) -> String {
         4 => "NOTIFY",
         5 => "UPDATE",
         6 => "DSO",
-        _ => return code.to_string(),
+        _ => return Cow::Owned(code.to_string()),
     };
-    name.to_owned()
+    Cow::Borrowed(name)
 }
 
 /// Response code name (IANA registry); with EDNS, 16 is BADVERS.
-fn rcode_name(code: u16) -> String {
+fn rcode_name(code: u16) -> Cow<'static, str> {
     let name = match code {
         0 => "NOERROR",
         1 => "FORMERR",
@@ -704,9 +713,9 @@ fn rcode_name(code: u16) -> String {
         21 => "BADALG",
         22 => "BADTRUNC",
         23 => "BADCOOKIE",
-        _ => return code.to_string(),
+        _ => return Cow::Owned(code.to_string()),
     };
-    name.to_owned()
+    Cow::Borrowed(name)
 }
 
 /// Splits a reassembled DNS-over-TCP byte stream (RFC 1035 §4.2.2: each message is
@@ -827,7 +836,7 @@ mod tests {
         assert_eq!(s.response_code, "NOERROR");
         let q = s.question.as_ref().unwrap();
         assert_eq!(
-            (q.name.as_str(), q.qtype.as_str(), q.class.as_str()),
+            (q.name.as_str(), &*q.qtype, &*q.class),
             ("WWW.example.com", "A", "IN")
         );
         assert_eq!(s.answers.len(), 4);
@@ -989,7 +998,7 @@ mod tests {
         let data: Vec<_> = s
             .answers
             .iter()
-            .map(|a| (a.rtype.as_str(), a.data.as_str()))
+            .map(|a| (&*a.rtype, a.data.as_str()))
             .collect();
         assert_eq!(
             data,
@@ -1072,7 +1081,7 @@ mod tests {
     fn unknown_codes_stay_numbers() {
         let s = parse_message(&message(0x780C, "", 0, &[], &[])).unwrap();
         assert!(!s.is_response);
-        assert_eq!((s.op_code.as_str(), s.response_code.as_str()), ("15", "12"));
+        assert_eq!((&*s.op_code, &*s.response_code), ("15", "12"));
         assert!(s.question.is_none());
         assert_eq!(class_name(32), "CLASS32");
         assert_eq!(type_name(65305), "TYPE65305");
@@ -1155,7 +1164,7 @@ mod tests {
                 norm(
                     s.answers
                         .iter()
-                        .map(|a| (a.name.as_str(), a.rtype.as_str(), a.data.as_str())),
+                        .map(|a| (a.name.as_str(), &*a.rtype, a.data.as_str())),
                 )
             });
             if got_norm.as_ref() == Some(&norm(want.into_iter())) {
@@ -1295,17 +1304,27 @@ mod tests {
         fn transport(ip: &[u8]) -> Option<Segment<'_>> {
             let (src, dst, mut proto, mut l4) = match ip.first()? >> 4 {
                 4 => {
-                    let hl = usize::from(ip[0] & 0xf) * 4;
+                    let hl = usize::from(ip.first()? & 0xf) * 4;
                     let total = usize::from(u16_at(ip, 2, false)?).min(ip.len());
                     let s: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
                     let d: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
-                    (IpAddr::from(s), IpAddr::from(d), ip[9], ip.get(hl..total)?)
+                    (
+                        IpAddr::from(s),
+                        IpAddr::from(d),
+                        *ip.get(9)?,
+                        ip.get(hl..total)?,
+                    )
                 }
                 6 => {
                     let total = (40 + usize::from(u16_at(ip, 4, false)?)).min(ip.len());
                     let s: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
                     let d: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
-                    (IpAddr::from(s), IpAddr::from(d), ip[6], ip.get(40..total)?)
+                    (
+                        IpAddr::from(s),
+                        IpAddr::from(d),
+                        *ip.get(6)?,
+                        ip.get(40..total)?,
+                    )
                 }
                 _ => return None,
             };
@@ -1385,6 +1404,36 @@ mod tests {
         }
     }
 
+    /// A response exercising most decoders: CNAME, A, HTTPS, TXT, MX and an OPT record.
+    fn rich_response() -> Vec<u8> {
+        let mut https = vec![0, 1, 0, 0, 1, 0, 3, 2, b'h', b'3', 0, 4, 0, 4, 192, 0, 2, 9];
+        https.extend_from_slice(&[0, 5, 0, 2, 0xfe, 0x0d]);
+        let mut mx = vec![0, 5];
+        mx.extend_from_slice(&QPTR);
+        let an = [
+            rr(&QPTR, CNAME, 9, &[3, b'c', b'd', b'n', 0xC0, 0x0C]),
+            rr(&[0xC0, 0x2D], A, 9, &[192, 0, 2, 1]),
+            rr(&QPTR, 65, 9, &https),
+            rr(&QPTR, 16, 9, &[2, b'o', b'k']),
+            rr(&QPTR, 15, 9, &mx),
+        ];
+        let opt = [0, 0, 41, 4, 0xd0, 0, 0, 0x80, 0, 0, 0].to_vec();
+        message(0x8180, "www.example.com", A, &an, &[opt])
+    }
+
+    #[test]
+    fn rich_response_decodes() {
+        let s = parse_message(&rich_response()).unwrap();
+        assert!(s.anomalies.is_empty(), "{:?}", s.anomalies);
+        assert_eq!(s.answers[1].name, "cdn.www.example.com");
+        assert_eq!(
+            s.answers[2].data,
+            "1 . alpn=h3 ipv4hint=192.0.2.9 ech=<2 bytes>"
+        );
+        assert_eq!(s.resolved_ips[0].canonical, "cdn.www.example.com");
+        assert_eq!(s.header_flags, ["RD", "RA", "DO"]);
+    }
+
     proptest! {
         #[test]
         fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
@@ -1404,6 +1453,22 @@ mod tests {
             m.extend_from_slice(&body);
             if let Ok(s) = parse_message(&m) {
                 prop_assert!(s.answers.len() <= MAX_ANSWERS);
+                let _ = serde_json::to_string(&s);
+            }
+        }
+
+        #[test]
+        fn mutated_responses_never_panic(
+            edits in proptest::collection::vec((any::<u16>(), any::<u8>()), 1..6),
+            cut in any::<u16>(),
+        ) {
+            let mut m = rich_response();
+            for (at, byte) in edits {
+                let i = usize::from(at) % m.len();
+                m[i] = byte;
+            }
+            m.truncate(usize::from(cut).max(HEADER_LEN));
+            if let Ok(s) = parse_message(&m) {
                 let _ = serde_json::to_string(&s);
             }
         }

@@ -245,6 +245,7 @@ fn read_close(r: &mut Reader<'_>, transport: bool) -> Option<ConnectionClose> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn frames(payload: &[u8]) -> (Result<(), QuicError>, InitialSummary, Vec<CryptoFrame>) {
         let mut out = Vec::new();
@@ -318,5 +319,15 @@ mod tests {
             .flat_map(|_| [0x06, 0x00, 0x01, 0x61])
             .collect();
         assert_eq!(frames(&many).0, Err(QuicError::TooManyCryptoFrames));
+    }
+
+    proptest! {
+        #[test]
+        fn frames_never_panic(payload in proptest::collection::vec(any::<u8>(), 0..1500)) {
+            let (_, summary, out) = frames(&payload);
+            prop_assert!(out.len() <= MAX_CRYPTO_FRAMES_PER_DATAGRAM);
+            prop_assert!(out.iter().all(|f| f.offset + f.data.len() as u64 <= MAX_CRYPTO_OFFSET));
+            prop_assert!(summary.crypto_bytes <= payload.len() as u64);
+        }
     }
 }

@@ -178,30 +178,41 @@ pub fn ja4(input: &Ja4Input<'_>) -> (String, String) {
 }
 
 /// JA4 version: the highest non-GREASE supported_versions entry, else the legacy
-/// version. DTLS numbers count down (0xfeff = 1.0, 0xfefd = 1.2, 0xfefc = 1.3), so
-/// for DTLS "highest" is the numerically lowest.
+/// version. "Highest" is by protocol order among the versions JA4 names, so TLS 1.3
+/// draft codepoints (0x7fNN) and other unnamed values are passed over, as the
+/// reference implementations do, and DTLS, whose numbers count down (0xfeff = 1.0,
+/// 0xfefd = 1.2, 0xfefc = 1.3), compares correctly. Only a list with no named
+/// version gives "00".
 fn ja4_version(input: &Ja4Input<'_>) -> &'static str {
-    let offered = input
+    let mut offered = input
         .supported_versions
         .iter()
         .copied()
-        .filter(|v| !is_grease(*v));
-    let chosen = match input.transport {
-        Transport::Dtls => offered.min(),
-        Transport::Tcp | Transport::Quic => offered.max(),
-    };
-    match chosen.unwrap_or(input.legacy_version) {
-        0x0304 => "13",
-        0x0303 => "12",
-        0x0302 => "11",
-        0x0301 => "10",
-        0x0300 => "s3",
-        0x0002 => "s2",
-        0xfeff => "d1",
-        0xfefd => "d2",
-        0xfefc => "d3",
-        _ => "00",
+        .filter(|v| !is_grease(*v))
+        .peekable();
+    if offered.peek().is_none() {
+        return ja4_version_name(input.legacy_version).map_or("00", |(_, n)| n);
     }
+    offered
+        .filter_map(ja4_version_name)
+        .max_by_key(|(rank, _)| *rank)
+        .map_or("00", |(_, n)| n)
+}
+
+/// JA4's two-character name of a version, with its rank in protocol order.
+fn ja4_version_name(v: u16) -> Option<(u8, &'static str)> {
+    Some(match v {
+        0x0002 => (0, "s2"),
+        0x0300 => (1, "s3"),
+        0x0301 => (2, "10"),
+        0x0302 => (3, "11"),
+        0x0303 => (4, "12"),
+        0x0304 => (5, "13"),
+        0xfeff => (2, "d1"),
+        0xfefd => (4, "d2"),
+        0xfefc => (5, "d3"),
+        _ => return None,
+    })
 }
 
 /// First and last characters of the first ALPN value, or the first and last hex
@@ -305,8 +316,8 @@ mod tests {
         sigs.extend_from_slice(SPEC_SIGS);
         let mut input = spec_input(&exts, &sigs);
         let ciphers = [
-            0x2a2a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8,
-            0xc013, 0xc014, 0x009c, 0x009d, 0x002f, 0x0035,
+            0x2a2a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013,
+            0xc014, 0x009c, 0x009d, 0x002f, 0x0035,
         ];
         input.ciphers = &ciphers;
         input.supported_versions = &[0x3a3a, 0x0304, 0x0303];
@@ -341,6 +352,13 @@ mod tests {
         assert!(ja4(&input).0.starts_with("dd2d"));
         input.legacy_version = 0x0100;
         assert!(ja4(&input).0.starts_with("d00d"));
+        input.transport = Transport::Tcp;
+        input.supported_versions = &[0x7a7a, 0x7f17, 0x0303, 0x0302];
+        assert!(ja4(&input).0.starts_with("t12d"));
+        input.supported_versions = &[0x7e02, 0x0304];
+        assert!(ja4(&input).0.starts_with("t13d"));
+        input.supported_versions = &[0x7f17];
+        assert!(ja4(&input).0.starts_with("t00d"));
     }
 
     #[test]
@@ -362,7 +380,10 @@ mod tests {
         );
         assert_eq!(s, "771,49195-47,0-10-11,29-23,0");
         assert_eq!(md5_hex(""), "d41d8cd98f00b204e9800998ecf8427e");
-        assert_eq!(ja3s_string(771, 0x1301, &[0x002b, 0x0033]), "771,4865,43-51");
+        assert_eq!(
+            ja3s_string(771, 0x1301, &[0x002b, 0x0033]),
+            "771,4865,43-51"
+        );
     }
 
     #[test]

@@ -38,6 +38,10 @@ use server::{read_certificate, CertRead};
 /// declared length is reported as [`Scan::Truncated`].
 pub const MAX_HELLO_BYTES: usize = 16 * 1024;
 
+/// Smallest hello body: version (2), random (32), session id length (1), cipher (2),
+/// compression (1).
+const MIN_HELLO_BYTES: usize = 38;
+
 /// Largest record fragment accepted: 2^14 bytes of plaintext plus the 2,048 bytes of
 /// expansion RFC 5246 §6.2.3 allows for compressed/protected records.
 pub const MAX_RECORD_BYTES: usize = (1 << 14) + 2048;
@@ -61,6 +65,9 @@ const HS_SERVER_HELLO: u8 = 2;
 const HS_CERTIFICATE: u8 = 11;
 /// Record content type of handshake records.
 const RECORD_HANDSHAKE: u8 = 22;
+/// Record content type of alert records, and the level of a warning alert.
+const RECORD_ALERT: u8 = 21;
+const ALERT_WARNING: u8 = 1;
 /// DTLS record header length.
 const DTLS_RECORD_HEADER: usize = 13;
 /// DTLS handshake header length.
@@ -142,22 +149,39 @@ pub struct ServerHandshake {
 /// version 3.0–3.4, and (if present) handshake type ClientHello.
 pub fn looks_like_tls_client(first_bytes: &[u8]) -> bool {
     matches!(first_bytes, [RECORD_HANDSHAKE, 3, 0..=4, ..])
-        && first_bytes
-            .get(5)
-            .is_none_or(|&t| t == HS_CLIENT_HELLO)
+        && first_bytes.get(5).is_none_or(|&t| t == HS_CLIENT_HELLO)
 }
 
 /// `tls.version` text of a version number: "ssl3", "1.0" ... "1.3" (DTLS 1.0/1.2/1.3
-/// give "1.0"/"1.2"/"1.3"); `None` when unknown.
+/// give "1.0"/"1.2"/"1.3", TLS 1.3 drafts 0x7fNN "1.3"); `None` when unknown.
 pub fn version_name(v: u16) -> Option<&'static str> {
     match v {
         0x0300 => Some("ssl3"),
         0x0301 | 0xfeff => Some("1.0"),
         0x0302 => Some("1.1"),
         0x0303 | 0xfefd => Some("1.2"),
-        0x0304 | 0xfefc => Some("1.3"),
+        0x0304 | 0xfefc | 0x7f00..=0x7fff => Some("1.3"),
         _ => None,
     }
+}
+
+/// Offset of the first TLS record in `buf` that starts a hello of handshake type
+/// `msg_type` (1 = ClientHello, 2 = ServerHello), for streams where TLS begins after
+/// a plaintext prelude (HTTP CONNECT, SOCKS, STARTTLS). The caller decides when a
+/// prelude is plausible and scans from the offset; this only matches a record header
+/// (type 22, version 3.x, length ≤ [`MAX_RECORD_BYTES`]) followed by a handshake
+/// header of at least a minimal hello and a hello version 3.x or 0x7f (draft).
+pub fn locate_hello_record(buf: &[u8], msg_type: u8) -> Option<usize> {
+    buf.windows(10).position(|w| {
+        let record_len = usize::from(u16::from_be_bytes([w[3], w[4]]));
+        w[0] == RECORD_HANDSHAKE
+            && w[1] == 3
+            && w[2] <= 4
+            && (MIN_HELLO_BYTES + 4..=MAX_RECORD_BYTES).contains(&record_len)
+            && w[5] == msg_type
+            && be24(&w[6..9]) >= MIN_HELLO_BYTES
+            && (w[9] == 3 || w[9] == 0x7f)
+    })
 }
 
 /// Scans the client→server bytes of TLS over TCP for the first ClientHello.
@@ -203,8 +227,7 @@ pub fn scan_client_dtls(buf: &[u8]) -> Scan<ClientHello> {
         if pos == 0 && (ct != RECORD_HANDSHAKE || major != 0xfe) {
             return Scan::NotTls;
         }
-        let Some(record) = buf.get(pos + DTLS_RECORD_HEADER..pos + DTLS_RECORD_HEADER + len)
-        else {
+        let Some(record) = buf.get(pos + DTLS_RECORD_HEADER..pos + DTLS_RECORD_HEADER + len) else {
             break;
         };
         pos += DTLS_RECORD_HEADER + len;
@@ -218,8 +241,7 @@ pub fn scan_client_dtls(buf: &[u8]) -> Scan<ClientHello> {
             let seq = u16::from_be_bytes([h[4], h[5]]);
             let frag_off = be24(&h[6..9]);
             let frag_len = be24(&h[9..12]);
-            let Some(frag) =
-                rest.get(DTLS_HANDSHAKE_HEADER..DTLS_HANDSHAKE_HEADER + frag_len)
+            let Some(frag) = rest.get(DTLS_HANDSHAKE_HEADER..DTLS_HANDSHAKE_HEADER + frag_len)
             else {
                 return Scan::Malformed(TlsError::BadDtlsFragment);
             };
@@ -320,7 +342,7 @@ fn handshake_from_records<T>(buf: &[u8]) -> Result<HandshakeStream<'_>, Scan<T>>
     while let Some(header) = buf.get(pos..pos + 5) {
         let (ct, version) = (header[0], u16::from_be_bytes([header[1], header[2]]));
         let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
-        if ct != RECORD_HANDSHAKE {
+        if ct != RECORD_HANDSHAKE && ct != RECORD_ALERT {
             closed = true;
             break;
         }
@@ -332,8 +354,19 @@ fn handshake_from_records<T>(buf: &[u8]) -> Result<HandshakeStream<'_>, Scan<T>>
         }
         let start = pos + 5;
         let end = (start + len).min(buf.len());
-        pieces.push(buf.get(start..end).unwrap_or(&[]));
+        let payload = buf.get(start..end).unwrap_or(&[]);
         pos = start + len;
+        match ct {
+            RECORD_HANDSHAKE => pieces.push(payload),
+            // A warning alert (e.g. unrecognized_name before a ServerHello) does not
+            // end the handshake; wait for it to be complete before going past it.
+            RECORD_ALERT if payload.first() == Some(&ALERT_WARNING) && end - start == len => {}
+            RECORD_ALERT if end - start < len => break,
+            _ => {
+                closed = true;
+                break;
+            }
+        }
     }
     let bytes = match pieces.as_slice() {
         [] => Cow::Borrowed(&[][..]),
@@ -343,9 +376,10 @@ fn handshake_from_records<T>(buf: &[u8]) -> Result<HandshakeStream<'_>, Scan<T>>
     Ok(HandshakeStream { bytes, closed })
 }
 
-/// The available bytes agree with a handshake record header (type 22, version 3.x).
+/// The available bytes agree with a handshake or alert record header (version 3.x).
 fn looks_like_record_start(buf: &[u8]) -> bool {
-    buf.first() == Some(&RECORD_HANDSHAKE) && buf.get(1).is_none_or(|&m| m == 3)
+    matches!(buf.first(), Some(&RECORD_HANDSHAKE | &RECORD_ALERT))
+        && buf.get(1).is_none_or(|&m| m == 3)
 }
 
 /// One handshake message at the start of `hs`.

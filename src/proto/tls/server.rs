@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
-use tls_parser::{parse_tls_extension_alpn_content, parse_tls_handshake_server_hello, TlsExtension};
+use tls_parser::{parse_tls_extension_alpn_content, TlsExtension};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
@@ -17,9 +17,8 @@ use super::{ext, split_extensions, TlsError};
 
 /// The ServerHello random that marks a HelloRetryRequest: SHA-256("HelloRetryRequest").
 pub const HRR_RANDOM: [u8; 32] = [
-    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8,
-    0x91, 0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8,
-    0x33, 0x9c,
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 ];
 
 /// Summary of a ServerHello (or HelloRetryRequest).
@@ -71,13 +70,38 @@ pub fn session_resumed(client: &ClientHello, server: &ServerHello) -> Option<boo
 }
 
 /// Parses the body of a ServerHello handshake message (after the 4-byte header).
+/// Besides RFC 8446/5246 ServerHellos (SSL 3.0 included, whose extensions tls-parser
+/// skips) it reads the TLS 1.3 draft layout (version 0x7fNN: no session id and no
+/// compression method), still seen in old captures.
 pub fn parse_server_hello(body: &[u8]) -> Result<ServerHello, TlsError> {
-    let (rest, sh) =
-        parse_tls_handshake_server_hello(body).map_err(|_| TlsError::BadServerHello)?;
-    if sh.ext.is_none() && !rest.is_empty() {
-        return Err(TlsError::BadExtensions);
+    let bad = TlsError::BadServerHello;
+    let version = u16::from_be_bytes([
+        *body.first().ok_or(bad.clone())?,
+        *body.get(1).ok_or(bad.clone())?,
+    ]);
+    let random = body.get(2..34).ok_or(bad.clone())?;
+    let draft = version >> 8 == 0x7f;
+    let (session_id, after_sid) = if draft {
+        (&[][..], 34)
+    } else {
+        let len = usize::from(*body.get(34).ok_or(bad.clone())?);
+        (body.get(35..35 + len).ok_or(bad.clone())?, 35 + len)
+    };
+    let cipher_bytes = body.get(after_sid..after_sid + 2).ok_or(bad.clone())?;
+    let cipher = u16::from_be_bytes([cipher_bytes[0], cipher_bytes[1]]);
+    let ext_at = if draft { after_sid + 2 } else { after_sid + 3 };
+    if body.len() < ext_at {
+        return Err(bad);
     }
-    let exts = split_extensions(sh.ext.unwrap_or(&[]))?;
+    let block = match body.get(ext_at..ext_at + 2) {
+        None => &[][..],
+        Some(l) => {
+            let len = usize::from(u16::from_be_bytes([l[0], l[1]]));
+            body.get(ext_at + 2..ext_at + 2 + len)
+                .ok_or(TlsError::BadExtensions)?
+        }
+    };
+    let exts = split_extensions(block)?;
     let mut selected_version = None;
     let mut alpn = None;
     let mut psk_selected = false;
@@ -98,15 +122,15 @@ pub fn parse_server_hello(body: &[u8]) -> Result<ServerHello, TlsError> {
         }
     }
     let extensions: Vec<u16> = exts.iter().map(|(t, _)| *t).collect();
-    let ja3s_string = fingerprint::ja3s_string(sh.version.0, sh.cipher.0, &extensions);
+    let ja3s_string = fingerprint::ja3s_string(version, cipher, &extensions);
     Ok(ServerHello {
-        legacy_version: sh.version.0,
+        legacy_version: version,
         selected_version,
-        cipher: sh.cipher.0,
+        cipher,
         alpn,
         extensions,
-        hello_retry_request: sh.random == HRR_RANDOM,
-        session_id: sh.session_id.unwrap_or(&[]).to_vec(),
+        hello_retry_request: random == HRR_RANDOM,
+        session_id: session_id.to_vec(),
         psk_selected,
         ja3s: fingerprint::md5_hex(&ja3s_string),
         ja3s_string,
@@ -139,7 +163,6 @@ pub(super) enum CertRead {
     /// The leaf's bytes are not all there yet.
     Incomplete,
 }
-
 
 /// Reads a TLS ≤ 1.2 Certificate message body, possibly cut short: the leaf is
 /// decoded as soon as its own bytes are complete.

@@ -81,7 +81,10 @@ fn modern_hello() -> Vec<u8> {
         (0x0a0a, vec![]),
         (0x0000, sni(b"example.com")),
         (0x0010, alpn(&[b"h2", b"http/1.1"])),
-        (0x000a, with_u16_len(&u16s(&[0x2a2a, 0x11ec, 0x001d, 0x0017]))),
+        (
+            0x000a,
+            with_u16_len(&u16s(&[0x2a2a, 0x11ec, 0x001d, 0x0017])),
+        ),
         (0x000b, with_u8_len(&[0])),
         (0x000d, with_u16_len(&u16s(&[0x0403, 0x0804, 0x0401]))),
         (0x002b, with_u8_len(&u16s(&[0x3a3a, 0x0304, 0x0303]))),
@@ -113,7 +116,9 @@ fn parses_modern_client_hello() {
     );
     assert_eq!(ch.ja3, fingerprint::md5_hex(&ch.ja3_string));
     assert!(ch.ja4.starts_with("t13d0309h2_"), "{}", ch.ja4);
-    assert!(ch.ja4_r.ends_with("_000a,000b,000d,0029,002b,0033,fe0d_0403,0804,0401"));
+    assert!(ch
+        .ja4_r
+        .ends_with("_000a,000b,000d,0029,002b,0033,fe0d_0403,0804,0401"));
 }
 
 #[test]
@@ -128,10 +133,16 @@ fn split_client_hello_out_of_order_gives_same_fingerprints() {
         let cuts = [0, 500, 1100, bytes.len()];
         let mut r = StreamReassembler::new(HANDSHAKE_BYTES_CLIENT);
         for i in [2usize, 0, 1] {
-            assert!(!matches!(scan_client_records(r.contiguous()), Scan::Done(_)));
+            assert!(!matches!(
+                scan_client_records(r.contiguous()),
+                Scan::Done(_)
+            ));
             r.insert(cuts[i] as u64, &bytes[cuts[i]..cuts[i + 1]]);
         }
-        assert_eq!(scan_client_records(r.contiguous()), Scan::Done(reference.clone()));
+        assert_eq!(
+            scan_client_records(r.contiguous()),
+            Scan::Done(reference.clone())
+        );
     }
 }
 
@@ -139,12 +150,27 @@ fn split_client_hello_out_of_order_gives_same_fingerprints() {
 fn every_prefix_needs_more() {
     let bytes = records(&modern_hello(), 1000);
     for n in 0..bytes.len() {
-        assert_eq!(scan_client_records(&bytes[..n]), Scan::NeedMore, "prefix {n}");
+        assert_eq!(
+            scan_client_records(&bytes[..n]),
+            Scan::NeedMore,
+            "prefix {n}"
+        );
         assert_eq!(
             scan_client_records(&bytes[..n]).or_truncated(true),
             Scan::Truncated
         );
     }
+}
+
+#[test]
+fn hello_after_plaintext_prelude() {
+    let mut bytes = b"CONNECT example.com:443 HTTP/1.1\r\n\r\n".to_vec();
+    let at = bytes.len();
+    bytes.extend_from_slice(&records(&modern_hello(), 16_384));
+    assert_eq!(scan_client_records(&bytes), Scan::NotTls);
+    assert_eq!(locate_hello_record(&bytes, 1), Some(at));
+    assert!(matches!(scan_client_records(&bytes[at..]), Scan::Done(_)));
+    assert_eq!(locate_hello_record(b"\x16\x03\x01\x00", 1), None);
 }
 
 #[test]
@@ -224,7 +250,12 @@ fn not_tls_truncated_and_malformed() {
     assert!(!looks_like_tls_client(&[23, 3, 3]));
 }
 
-fn server_hello_body(random: [u8; 32], sid: &[u8], cipher: u16, exts: &[(u16, Vec<u8>)]) -> Vec<u8> {
+fn server_hello_body(
+    random: [u8; 32],
+    sid: &[u8],
+    cipher: u16,
+    exts: &[(u16, Vec<u8>)],
+) -> Vec<u8> {
     let mut b = vec![0x03, 0x03];
     b.extend_from_slice(&random);
     b.extend_from_slice(&with_u8_len(sid));
@@ -316,7 +347,11 @@ fn tls12_server_hello_certificate_and_resumption() {
 /// DTLS ClientHello in two fragments, each in its own record.
 #[test]
 fn dtls_client_hello_fragments() {
-    let tls_body = client_hello_body(&[], &[0xc02b, 0x002f], &[(0x000d, with_u16_len(&u16s(&[0x0403])))]);
+    let tls_body = client_hello_body(
+        &[],
+        &[0xc02b, 0x002f],
+        &[(0x000d, with_u16_len(&u16s(&[0x0403])))],
+    );
     // Insert a cookie after the session id: version(2) random(32) sid_len(1).
     let mut body = tls_body[..35].to_vec();
     body.extend_from_slice(&with_u8_len(&[0xcc; 8]));
@@ -343,7 +378,10 @@ fn dtls_client_hello_fragments() {
     };
     assert!(ch.ja4.starts_with("dd2i020100_"), "{}", ch.ja4);
     assert_eq!(ch.legacy_version, 0xfefd);
-    assert_eq!(scan_client_dtls(&[22, 3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Scan::NotTls);
+    assert_eq!(
+        scan_client_dtls(&[22, 3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        Scan::NotTls
+    );
 }
 
 proptest! {
