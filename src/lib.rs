@@ -11,6 +11,7 @@ pub mod config;
 pub mod correlate;
 pub mod decode;
 pub mod flow;
+pub mod mdm;
 pub mod observation;
 pub mod output;
 pub mod pipeline;

@@ -178,11 +178,12 @@ pub fn ja4(input: &Ja4Input<'_>) -> (String, String) {
 }
 
 /// JA4 version: the highest non-GREASE supported_versions entry, else the legacy
-/// version. "Highest" is by protocol order among the versions JA4 names, so TLS 1.3
-/// draft codepoints (0x7fNN) and other unnamed values are passed over, as the
-/// reference implementations do, and DTLS, whose numbers count down (0xfeff = 1.0,
-/// 0xfefd = 1.2, 0xfefc = 1.3), compares correctly. Only a list with no named
-/// version gives "00".
+/// version. "Highest" is by protocol order among recognised versions: those JA4
+/// names, and TLS 1.3 drafts 16–28 (0x7f10..=0x7f1c, ranked highest, named "00" as
+/// the spec's "unknown"). Other values (earlier drafts, 0x7eNN and 0xfbNN vendor
+/// experiments) are passed over; this reproduces the reference output on the corpus
+/// (Chrome's 0x7e01 or draft 14 beside 0x0303 gives "12", draft 28 gives "00"). DTLS numbers count down (0xfeff = 1.0,
+/// 0xfefd = 1.2, 0xfefc = 1.3) and are compared by protocol order too.
 fn ja4_version(input: &Ja4Input<'_>) -> &'static str {
     let mut offered = input
         .supported_versions
@@ -211,6 +212,7 @@ fn ja4_version_name(v: u16) -> Option<(u8, &'static str)> {
         0xfeff => (2, "d1"),
         0xfefd => (4, "d2"),
         0xfefc => (5, "d3"),
+        0x7f10..=0x7f1c => (6, "00"),
         _ => return None,
     })
 }
@@ -353,12 +355,14 @@ mod tests {
         input.legacy_version = 0x0100;
         assert!(ja4(&input).0.starts_with("d00d"));
         input.transport = Transport::Tcp;
-        input.supported_versions = &[0x7a7a, 0x7f17, 0x0303, 0x0302];
+        input.supported_versions = &[0x7a7a, 0x7e01, 0x0303, 0x0302];
         assert!(ja4(&input).0.starts_with("t12d"));
-        input.supported_versions = &[0x7e02, 0x0304];
+        input.supported_versions = &[0x0304, 0xfb1a];
         assert!(ja4(&input).0.starts_with("t13d"));
-        input.supported_versions = &[0x7f17];
+        input.supported_versions = &[0x7f1c, 0x0303];
         assert!(ja4(&input).0.starts_with("t00d"));
+        input.supported_versions = &[0x7f0e, 0x0303];
+        assert!(ja4(&input).0.starts_with("t12d"));
     }
 
     #[test]
