@@ -19,12 +19,20 @@ const MIXED: &[&str] = &[
 
 fn mixed_paths() -> Option<Vec<String>> {
     let c = corpus()?;
-    Some(MIXED.iter().map(|f| c.join(f).display().to_string()).filter(|p| std::path::Path::new(p).exists()).collect())
+    Some(
+        MIXED
+            .iter()
+            .map(|f| c.join(f).display().to_string())
+            .filter(|p| std::path::Path::new(p).exists())
+            .collect(),
+    )
 }
 
 #[test]
 fn same_input_gives_same_records() {
-    let Some(files) = mixed_paths() else { return eprintln!("corpus absent: skipped") };
+    let Some(files) = mixed_paths() else {
+        return eprintln!("corpus absent: skipped");
+    };
     let mut args = vec!["replay", "--quiet"];
     args.extend(files.iter().map(String::as_str));
     let a = run(&args, LIMIT);
@@ -33,13 +41,20 @@ fn same_input_gives_same_records() {
     let (ra, rb) = (records(&a), records(&b));
     assert!(sorted_flows(&ra).len() > 10, "expected many flows");
     // Everything but the stats record (which carries elapsed time) is identical, in order.
-    let strip = |v: &[serde_json::Value]| v.iter().filter(|r| dataset(r) != "nightjar.stats").map(|r| r.to_string()).collect::<Vec<_>>();
+    let strip = |v: &[serde_json::Value]| {
+        v.iter()
+            .filter(|r| dataset(r) != "nightjar.stats")
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(strip(&ra), strip(&rb));
 }
 
 #[test]
 fn two_workers_give_the_same_flows_as_one() {
-    let Some(files) = mixed_paths() else { return eprintln!("corpus absent: skipped") };
+    let Some(files) = mixed_paths() else {
+        return eprintln!("corpus absent: skipped");
+    };
     let mut one = vec!["replay", "--quiet", "--workers", "1"];
     one.extend(files.iter().map(String::as_str));
     let mut two = vec!["replay", "--quiet", "--workers", "2"];
@@ -47,13 +62,18 @@ fn two_workers_give_the_same_flows_as_one() {
     let a = records(&run(&one, LIMIT));
     let b = records(&run(&two, LIMIT));
     assert_eq!(sorted_flows(&a), sorted_flows(&b));
-    let stats = |v: &[serde_json::Value]| v.iter().find(|r| dataset(r) == "nightjar.stats").unwrap()["nightjar"]["stats"]["packets"].clone();
+    let stats = |v: &[serde_json::Value]| {
+        v.iter().find(|r| dataset(r) == "nightjar.stats").unwrap()["nightjar"]["stats"]["packets"]
+            .clone()
+    };
     assert_eq!(stats(&a), stats(&b));
 }
 
 #[test]
 fn stats_record_closes_the_output() {
-    let Some(files) = mixed_paths() else { return eprintln!("corpus absent: skipped") };
+    let Some(files) = mixed_paths() else {
+        return eprintln!("corpus absent: skipped");
+    };
     let out = run(&["replay", "--quiet", &files[0]], LIMIT);
     let recs = records(&out);
     let last = recs.last().unwrap();
@@ -85,14 +105,25 @@ fn missing_empty_and_foreign_files_are_one_clear_line() {
     std::fs::write(&empty, b"").unwrap();
     let text = d.join("notes.txt");
     std::fs::write(&text, b"hello, this is not a capture\n").unwrap();
-    one_error_line(&run(&["replay", "--quiet", "/nonexistent/x.pcap"], LIMIT), "x.pcap");
-    one_error_line(&run(&["replay", "--quiet", empty.to_str().unwrap()], LIMIT), "empty");
-    one_error_line(&run(&["replay", "--quiet", text.to_str().unwrap()], LIMIT), "notes.txt");
+    one_error_line(
+        &run(&["replay", "--quiet", "/nonexistent/x.pcap"], LIMIT),
+        "x.pcap",
+    );
+    one_error_line(
+        &run(&["replay", "--quiet", empty.to_str().unwrap()], LIMIT),
+        "empty",
+    );
+    one_error_line(
+        &run(&["replay", "--quiet", text.to_str().unwrap()], LIMIT),
+        "notes.txt",
+    );
 }
 
 #[test]
 fn truncated_file_keeps_the_records_before_the_cut() {
-    let Some(c) = corpus() else { return eprintln!("corpus absent: skipped") };
+    let Some(c) = corpus() else {
+        return eprintln!("corpus absent: skipped");
+    };
     let src = std::fs::read(c.join("arkime/tests/pcap/openssl-tls1.pcap")).unwrap();
     let d = scratch("trunc");
     let cut = d.join("cut.pcap");
@@ -100,18 +131,29 @@ fn truncated_file_keeps_the_records_before_the_cut() {
     let out = run(&["replay", "--quiet", cut.to_str().unwrap()], LIMIT);
     one_error_line(&out, "cut.pcap");
     let recs = records(&out); // every line is valid JSON
-    let flow = recs.iter().find(|r| dataset(r) == "nightjar.flow").expect("the flow read so far is written");
-    assert_eq!(flow["tls"]["client"]["ja3"], "503053a0c5b2bd9b9334bf7f3d3b8852");
+    let flow = recs
+        .iter()
+        .find(|r| dataset(r) == "nightjar.flow")
+        .expect("the flow read so far is written");
+    assert_eq!(
+        flow["tls"]["client"]["ja3"],
+        "503053a0c5b2bd9b9334bf7f3d3b8852"
+    );
     assert!(recs.iter().any(|r| dataset(r) == "nightjar.stats"));
 }
 
 #[test]
 fn several_files_are_one_stream_and_stdin_works() {
-    let Some(c) = corpus() else { return eprintln!("corpus absent: skipped") };
+    let Some(c) = corpus() else {
+        return eprintln!("corpus absent: skipped");
+    };
     let f = c.join("arkime/tests/pcap/openssl-tls1.pcap");
     let fs = f.to_str().unwrap();
     let twice = records(&run(&["replay", "--quiet", fs, fs], LIMIT));
-    let flow = twice.iter().filter(|r| dataset(r) == "nightjar.flow").count();
+    let flow = twice
+        .iter()
+        .filter(|r| dataset(r) == "nightjar.flow")
+        .count();
     // The same packets twice: the second copy continues the (closed) flow or starts a new one, never crashes.
     assert!(flow >= 1);
     let stdin = std::process::Command::new(bin())
@@ -120,7 +162,10 @@ fn several_files_are_one_stream_and_stdin_works() {
         .output()
         .unwrap();
     assert!(stdin.status.success());
-    assert_eq!(sorted_flows(&records(&stdin)), sorted_flows(&records(&run(&["replay", "--quiet", fs], LIMIT))));
+    assert_eq!(
+        sorted_flows(&records(&stdin)),
+        sorted_flows(&records(&run(&["replay", "--quiet", fs], LIMIT)))
+    );
 }
 
 #[test]
@@ -130,7 +175,18 @@ fn check_config_reports_problems_by_key() {
     std::fs::write(&cfg, "[flow]\nudp_timeout = \"ten\"\n").unwrap();
     let out = run(&["check-config", "--config", cfg.to_str().unwrap()], LIMIT);
     one_error_line(&out, "flow.udp_timeout");
-    std::fs::write(&cfg, format!("[state]\ndir = {:?}\n[metrics]\nlisten = \"127.0.0.1:0\"\n", d.display())).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[state]\ndir = {:?}\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+            d.display()
+        ),
+    )
+    .unwrap();
     let out = run(&["check-config", "--config", cfg.to_str().unwrap()], LIMIT);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

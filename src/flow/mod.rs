@@ -7,8 +7,9 @@
 //! idle timeout, active timeout (interim records), eviction or end of input.
 //!
 //! Invariants:
-//! - packet time is the only clock: `now` never goes backwards (a packet with
-//!   an older timestamp is counted and treated as happening at `now`);
+//! - packet time is the only clock. A flow's times are its packets' own
+//!   timestamps; the shard clock that drives sweeps never goes backwards (a
+//!   packet older than it is counted in `ts_backwards`);
 //! - the table never holds more than `max_flows` flows: a new flow in a full
 //!   table evicts the least recently active one, counted;
 //! - whether a flow is expired is decided exactly on its next packet, so the

@@ -219,12 +219,14 @@ impl Shard {
         } else {
             self.now_ns = ts_ns;
         }
-        let now = self.now_ns;
-        if now >= self.next_sweep_ns {
+        let clock = self.now_ns;
+        if clock >= self.next_sweep_ns {
             self.sweep(out);
-            self.next_sweep_ns = now.saturating_add(SWEEP_INTERVAL_NS);
+            self.next_sweep_ns = clock.saturating_add(SWEEP_INTERVAL_NS);
         }
 
+        // The flow's own times are the packet's; the shard clock only drives sweeps.
+        let now = ts_ns;
         let (sport, dport, tcp_flags, seq, payload) = match pkt.l4 {
             L4::Tcp(t) => (t.src_port, t.dst_port, t.flags, t.seq, t.payload),
             L4::Udp {
@@ -264,7 +266,7 @@ impl Shard {
         }
         let s = match slot {
             Some(s) => s,
-            None => self.create(key, side, pkt, tcp_flags, payload, out),
+            None => self.create(key, side, pkt, tcp_flags, payload, now, out),
         };
 
         let burst_gap = self.cfg.burst_gap_ns;
@@ -283,8 +285,8 @@ impl Shard {
         d.ip_bytes += u64::from(pkt.ip.ip_len);
         d.payload_bytes += u64::from(pkt.l4_payload_len);
         d.tcp_flags |= tcp_flags;
-        d.last_ns = now;
-        flow.last_ns = now;
+        d.last_ns = d.last_ns.max(now);
+        flow.last_ns = flow.last_ns.max(now);
         flow.truncated_packets += u64::from(pkt.truncated);
         flow.fragments += u64::from(matches!(pkt.fragment, Fragment::First { .. }));
         flow.profile
@@ -360,6 +362,7 @@ impl Shard {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn create(
         &mut self,
         key: FlowKey,
@@ -367,6 +370,7 @@ impl Shard {
         pkt: &Packet<'_>,
         flags: u8,
         payload: &[u8],
+        now: u64,
         out: &mut Vec<Observation>,
     ) -> u32 {
         if self.map.len() >= self.cfg.max_flows {
@@ -388,7 +392,6 @@ impl Shard {
                 (side, ClientReason::FirstPacket)
             }
         };
-        let now = self.now_ns;
         let id = key.symmetric_hash() ^ now.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let flow = Box::new(Flow {
             key,
@@ -557,8 +560,12 @@ impl Shard {
         })
     }
 
-    /// Ends every flow (end of input or shutdown), oldest first.
-    pub fn flush(&mut self, reason: Termination, out: &mut Vec<Observation>) {
+    /// Ends every flow at the end of the input (or at shutdown), oldest first.
+    /// `end_ns` is the newest packet time of the whole input (all shards): a
+    /// flow already idle past its timeout then ends as it would have in a
+    /// sweep, so the records do not depend on how traffic was sharded.
+    pub fn flush(&mut self, reason: Termination, end_ns: u64, out: &mut Vec<Observation>) {
+        self.now_ns = self.now_ns.max(end_ns);
         let mut live: Vec<(u64, u64, u32)> = self
             .slots
             .iter()
@@ -567,7 +574,14 @@ impl Shard {
             .collect();
         live.sort_unstable();
         for (_, _, s) in live {
-            out.push(self.finish(s, reason));
+            let flow = self.flow(s);
+            let idle = self.now_ns.saturating_sub(flow.last_ns) > self.timeout(flow.class);
+            let why = if idle {
+                Self::end_reason(flow, true)
+            } else {
+                reason
+            };
+            out.push(self.finish(s, why));
         }
         for q in &mut self.queues {
             q.clear();

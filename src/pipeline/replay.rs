@@ -21,6 +21,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Frames per batch handed to a shard thread.
@@ -181,7 +182,7 @@ fn replay_inline(
         return Err(e.into());
     }
     data.merge(&decode_stats);
-    shard.flush(Termination::EndOfInput, &mut obs);
+    shard.flush(Termination::EndOfInput, data.last_ts_ns, &mut obs);
     for o in obs.drain(..) {
         correlator.handle(o, sink)?;
     }
@@ -219,6 +220,8 @@ fn replay_sharded(
     let mut batch_txs = Vec::with_capacity(n);
     let mut pools = Vec::with_capacity(n);
     let mut data = DataPlaneStats::default();
+    // The newest packet time of the input, set before the shards flush.
+    let end_ns = AtomicU64::new(0);
 
     std::thread::scope(|scope| -> Result<ReplayReport, ReplayError> {
         let mut handles = Vec::with_capacity(n);
@@ -232,7 +235,8 @@ fn replay_sharded(
             pools.push(pool_rx);
             let obs_tx = obs_tx.clone();
             let flow = opts.flow.clone();
-            handles.push(scope.spawn(move || shard_worker(i, flow, rx, pool_tx, obs_tx)));
+            let end = &end_ns;
+            handles.push(scope.spawn(move || shard_worker(i, flow, rx, pool_tx, obs_tx, end)));
         }
         drop(obs_tx);
         let merger = scope.spawn(move || merge_observations(n, obs_rx, correlator, sink));
@@ -271,6 +275,7 @@ fn replay_sharded(
             }
         });
         data.merge(&decode_stats);
+        end_ns.store(data.last_ts_ns, Ordering::SeqCst);
         for (i, b) in current.into_iter().enumerate() {
             if !b.frames.is_empty() {
                 let _ = batch_txs[i].send(b);
@@ -304,6 +309,7 @@ fn shard_worker(
     rx: Receiver<Batch>,
     pool: Sender<Batch>,
     out: Sender<ShardMsg>,
+    end_ns: &AtomicU64,
 ) -> (FlowStats, DataPlaneStats) {
     let mut shard = Shard::new(flow);
     let mut obs = Vec::new();
@@ -327,7 +333,12 @@ fn shard_worker(
             done: false,
         });
     }
-    shard.flush(Termination::EndOfInput, &mut obs);
+    // The batch channel closed: the reader is done and `end_ns` is final.
+    shard.flush(
+        Termination::EndOfInput,
+        end_ns.load(Ordering::SeqCst),
+        &mut obs,
+    );
     let watermark = shard.now_ns();
     let _ = out.send(ShardMsg {
         shard: index,

@@ -46,7 +46,11 @@ pub fn run(args: &[&str], limit: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    Output { status, stdout: out_t.join().unwrap().into_bytes(), stderr: err_t.join().unwrap().into_bytes() }
+    Output {
+        status,
+        stdout: out_t.join().unwrap().into_bytes(),
+        stderr: err_t.join().unwrap().into_bytes(),
+    }
 }
 
 /// Every stdout line parsed as JSON (panics on a line that is not).
@@ -63,7 +67,11 @@ pub fn dataset(r: &Value) -> &str {
 
 /// Flow records as sorted JSON texts (order-independent comparison).
 pub fn sorted_flows(recs: &[Value]) -> Vec<String> {
-    let mut v: Vec<String> = recs.iter().filter(|r| dataset(r) == "nightjar.flow").map(|r| r.to_string()).collect();
+    let mut v: Vec<String> = recs
+        .iter()
+        .filter(|r| dataset(r) == "nightjar.flow")
+        .map(|r| r.to_string())
+        .collect();
     v.sort();
     v
 }
