@@ -70,7 +70,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(path: &PathBuf) -> Result<ExitCode> {
+fn check_config(path: &std::path::Path) -> Result<ExitCode> {
     let cfg = Config::load(path)?;
     let mut problems = nightjar::pipeline::check::check(&cfg);
     problems.sort();

@@ -97,7 +97,7 @@ impl DnsCache {
                     .collect()
             })
             .unwrap_or_default();
-        v.sort_by(|a, b| b.seen_ns.cmp(&a.seen_ns));
+        v.sort_by_key(|n| std::cmp::Reverse(n.seen_ns));
         v
     }
 }

@@ -31,6 +31,8 @@ pub const MAX_PROBE_PACKETS: u32 = 16;
 /// Bytes of a QUIC CRYPTO stream kept per direction (ClientHello, or
 /// ServerHello: the server's certificate travels in Handshake packets).
 pub const QUIC_CRYPTO_BYTES: usize = 16 * 1024;
+/// Bytes of a DTLS client's first datagrams kept to join a fragmented ClientHello.
+pub const DTLS_CLIENT_BYTES: usize = 16 * 1024;
 /// Bytes of a DNS-over-TCP stream parsed per direction.
 pub const DNS_TCP_BYTES: usize = 16 * 1024;
 /// DNS messages parsed per flow (a resolver flow can carry many).
@@ -95,6 +97,8 @@ enum State {
     DnsUdp,
     DnsTcp(Box<[StreamReassembler; 2]>, [u32; 2]),
     Dhcp,
+    /// DTLS: the client's datagrams so far (bounded by [`DTLS_CLIENT_BYTES`]).
+    Dtls(Side, Vec<u8>),
     /// Nothing more to learn from this flow.
     Done,
 }
@@ -131,6 +135,8 @@ struct QuicState {
     client: Side,
     version: QuicVersion,
     keys: Option<InitialKeys>,
+    /// The client DCID the keys were derived from.
+    dcid: Vec<u8>,
     /// The connection id a Retry asked the client to use next.
     retry_scid: Option<Vec<u8>>,
     crypto: [StreamReassembler; 2],
@@ -172,9 +178,14 @@ impl Inspector {
 pub fn looks_like_client_hello(proto: u8, payload: &[u8]) -> bool {
     match proto {
         6 => tls::looks_like_tls_client(payload),
-        17 => quic_client_initial(payload).is_some(),
+        17 => quic_client_initial(payload).is_some() || looks_like_dtls_client_hello(payload),
         _ => false,
     }
+}
+
+/// A DTLS handshake record (version 1.0/1.2/1.3) carrying a ClientHello.
+fn looks_like_dtls_client_hello(p: &[u8]) -> bool {
+    matches!(p, [22, 0xfe, 0xff | 0xfd | 0xfc, ..]) && p.get(13) == Some(&1)
 }
 
 /// The version and DCID of a datagram's first packet if it is a client Initial of a known version.
@@ -188,6 +199,7 @@ fn quic_client_initial(payload: &[u8]) -> Option<(QuicVersion, &[u8])> {
 }
 
 /// Handles one packet of a flow. `isn` are the TCP initial sequence numbers seen, per side.
+#[allow(clippy::too_many_arguments)]
 pub fn on_packet(
     insp: &mut Inspector,
     key: &FlowKey,
@@ -220,6 +232,30 @@ pub fn on_packet(
         State::Dhcp => {
             if let Some(o) = dhcp_observation(pkt.payload, pkt.src_mac, pkt.ts_ns, stats) {
                 out.push(o);
+            }
+        }
+        State::Dtls(client, buf) => {
+            if pkt.side == *client {
+                outcome.client_is = Some(*client);
+                let room = DTLS_CLIENT_BYTES.saturating_sub(buf.len());
+                buf.extend_from_slice(&pkt.payload[..pkt.payload.len().min(room)]);
+                let full = buf.len() >= DTLS_CLIENT_BYTES;
+                match tls::scan_client_dtls(buf).or_truncated(full) {
+                    Scan::NeedMore => {}
+                    Scan::Done(ch) => {
+                        insp.summary.client_hello = Some(Box::new(ch));
+                        insp.state = State::Done;
+                    }
+                    Scan::Truncated => {
+                        insp.summary.tls_truncated = true;
+                        stats.anomaly("dtls_client_hello_truncated");
+                        insp.state = State::Done;
+                    }
+                    Scan::NotTls | Scan::Malformed(_) => {
+                        stats.anomaly("dtls_client_hello_malformed");
+                        insp.state = State::Done;
+                    }
+                }
             }
         }
         State::DnsUdp => {
@@ -298,6 +334,7 @@ fn start(key: &FlowKey, pkt: &Seen<'_>, summary: &mut AppSummary, outcome: &mut 
                     client: pkt.side,
                     version,
                     keys: None,
+                    dcid: Vec::new(),
                     retry_scid: None,
                     crypto: [
                         StreamReassembler::new(QUIC_CRYPTO_BYTES),
@@ -308,6 +345,10 @@ fn start(key: &FlowKey, pkt: &Seen<'_>, summary: &mut AppSummary, outcome: &mut 
                     scratch: Vec::new(),
                     frames: Vec::new(),
                 }))
+            }
+            None if looks_like_dtls_client_hello(pkt.payload) => {
+                summary.protocol = Some("dtls");
+                State::Dtls(pkt.side, Vec::new())
             }
             None => State::Done,
         },
@@ -477,7 +518,8 @@ fn quic_packet(
         return q.packets >= MAX_HANDSHAKE_PACKETS;
     };
     match first.kind {
-        PacketKind::Retry if !from_client => {
+        // Clients act on the first Retry only (RFC 9000 §17.2.5.2).
+        PacketKind::Retry if !from_client && !qs.retry => {
             qs.retry = true;
             q.retry_scid = Some(first.scid.to_vec());
         }
@@ -496,6 +538,7 @@ fn quic_packet(
                 q.done = [false; 2];
             }
             q.keys = InitialKeys::derive(q.version, first.dcid);
+            q.dcid = first.dcid.to_vec();
             if q.keys.is_none() {
                 stats.anomaly("quic_unknown_version");
                 return true;
