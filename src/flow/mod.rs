@@ -17,6 +17,7 @@
 //!   workers share the traffic); sweeps only emit idle flows early.
 
 pub mod community_id;
+pub mod defrag;
 pub mod inspect;
 pub mod key;
 pub mod profile;
