@@ -28,3 +28,5 @@ mod table;
 pub use key::{FlowKey, Side};
 pub use stats::FlowStats;
 pub use table::{ports, vlan_pair, FlowConfig, Shard};
+#[cfg(test)]
+mod tests;
