@@ -99,10 +99,10 @@ fn quic_hello_in_three_initials_out_of_order_matches_one_piece() {
 fn quic_hello_missing_a_piece_is_truncated_not_guessed() {
     let hello = hex(CLIENT_HELLO);
     let dcid = hex("8394c8f03e515708");
-    let partial = vec![seal_client_initial(&dcid, 0, &crypto(0, &hello[..100]))];
+    let partial = seal_client_initial(&dcid, 0, &crypto(0, &hello[..100]));
     let mut shard = Shard::new(FlowConfig::default());
     let mut out = Vec::new();
-    let frame = udp_v4(40002, &partial[0]);
+    let frame = udp_v4(40002, &partial);
     shard.process(1, &decode(LinkType::RAW, &frame).unwrap(), &mut out);
     shard.flush(Termination::EndOfInput, 2, &mut out);
     let Some(Observation::Flow(f)) = out.first() else {
