@@ -140,8 +140,9 @@ impl Jamf {
         loop {
             let url = self.detail_url(page, filter);
             let p: Page = get_json_authed(&self.http, &self.tokens, &url).await?;
-            let max_pages = p.total_count.div_ceil(self.page_size as u64) + 1;
-            if p.total_count > MAX_DEVICES as u64 || page as u64 >= max_pages {
+            // Every page but the last holds at least one device (a server may cap the
+            // page size below ours), so more pages than devices means it does not end.
+            if p.total_count > MAX_DEVICES as u64 || page as u64 > p.total_count {
                 AdapterStats::inc(&stats.bad_responses);
                 return Err(AdapterError::Malformed {
                     adapter: NAME,
