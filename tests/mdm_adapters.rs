@@ -69,35 +69,43 @@ fn start_server(handler: Handler) -> SocketAddr {
                 let (stream, _) = listener.accept().await.unwrap();
                 let handler = Arc::clone(&handler);
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let handler = Arc::clone(&handler);
-                        async move {
-                            let method = req.method().to_string();
-                            let target = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
-                            let auth = req
-                                .headers()
-                                .get("authorization")
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_string);
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            let r = Req {
-                                method,
-                                target,
-                                auth,
-                                body: String::from_utf8_lossy(&body).into_owned(),
-                            };
-                            let resp = handler(&r);
-                            if !resp.delay.is_zero() {
-                                tokio::time::sleep(resp.delay).await;
+                    let svc = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let handler = Arc::clone(&handler);
+                            async move {
+                                let method = req.method().to_string();
+                                let target = req
+                                    .uri()
+                                    .path_and_query()
+                                    .map(|p| p.to_string())
+                                    .unwrap_or_default();
+                                let auth = req
+                                    .headers()
+                                    .get("authorization")
+                                    .and_then(|v| v.to_str().ok())
+                                    .map(str::to_string);
+                                let body = req.into_body().collect().await.unwrap().to_bytes();
+                                let r = Req {
+                                    method,
+                                    target,
+                                    auth,
+                                    body: String::from_utf8_lossy(&body).into_owned(),
+                                };
+                                let resp = handler(&r);
+                                if !resp.delay.is_zero() {
+                                    tokio::time::sleep(resp.delay).await;
+                                }
+                                let mut out =
+                                    hyper::Response::new(Full::new(Bytes::from(resp.body)));
+                                *out.status_mut() =
+                                    hyper::StatusCode::from_u16(resp.status).unwrap();
+                                for (k, v) in resp.headers {
+                                    out.headers_mut().insert(k, v.parse().unwrap());
+                                }
+                                Ok::<_, std::convert::Infallible>(out)
                             }
-                            let mut out = hyper::Response::new(Full::new(Bytes::from(resp.body)));
-                            *out.status_mut() = hyper::StatusCode::from_u16(resp.status).unwrap();
-                            for (k, v) in resp.headers {
-                                out.headers_mut().insert(k, v.parse().unwrap());
-                            }
-                            Ok::<_, std::convert::Infallible>(out)
-                        }
-                    });
+                        },
+                    );
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                         .await;
@@ -111,7 +119,14 @@ fn start_server(handler: Handler) -> SocketAddr {
 fn form(body: &str) -> HashMap<String, String> {
     body.split('&')
         .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.replace("%3A", ":").replace("%2F", "/").replace("%2E", ".")))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.replace("%3A", ":")
+                    .replace("%2F", "/")
+                    .replace("%2E", "."),
+            )
+        })
         .collect()
 }
 
@@ -197,8 +212,11 @@ fn jamf_server(state: Arc<Mutex<JamfState>>) -> SocketAddr {
             s.tokens_issued += 1;
             s.log.push("token".into());
             let t = s.tokens_issued;
-            return json_resp(200, &json!({"access_token": format!("jamf-token-{t}"), "scope": "api-role:1",
-                                          "token_type": "Bearer", "expires_in": 1199}));
+            return json_resp(
+                200,
+                &json!({"access_token": format!("jamf-token-{t}"), "scope": "api-role:1",
+                                          "token_type": "Bearer", "expires_in": 1199}),
+            );
         }
         if !r.target.starts_with("/api/v2/mobile-devices/detail?") {
             return json_resp(404, &json!({"httpStatus": 404}));
@@ -210,13 +228,21 @@ fn jamf_server(state: Arc<Mutex<JamfState>>) -> SocketAddr {
         }
         let page: usize = query(&r.target, "page").unwrap().parse().unwrap();
         // Like a server with a maximum page size: at most two devices per page.
-        let size: usize = query(&r.target, "page-size").unwrap().parse::<usize>().unwrap().min(2);
+        let size: usize = query(&r.target, "page-size")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            .min(2);
         let key = match query(&r.target, "filter") {
             Some(f) => format!("filter {f}"),
             None => format!("page {page}"),
         };
         s.log.push(key.clone());
-        if let Some(step) = s.script.get_mut(&key).and_then(|v| (!v.is_empty()).then(|| v.remove(0))) {
+        if let Some(step) = s
+            .script
+            .get_mut(&key)
+            .and_then(|v| (!v.is_empty()).then(|| v.remove(0)))
+        {
             match step {
                 "401" => {
                     // The token expired: the client must fetch a new one.
@@ -230,10 +256,20 @@ fn jamf_server(state: Arc<Mutex<JamfState>>) -> SocketAddr {
                 }
                 "500" => return json_resp(500, &json!({"httpStatus": 500})),
                 "bad" => {
-                    return Resp { status: 200, headers: vec![], body: b"{\"totalCount\": 5, \"results\": [".to_vec(), delay: Duration::ZERO }
+                    return Resp {
+                        status: 200,
+                        headers: vec![],
+                        body: b"{\"totalCount\": 5, \"results\": [".to_vec(),
+                        delay: Duration::ZERO,
+                    }
                 }
                 "huge" => {
-                    return Resp { status: 200, headers: vec![], body: vec![b' '; 2 << 20], delay: Duration::ZERO }
+                    return Resp {
+                        status: 200,
+                        headers: vec![],
+                        body: vec![b' '; 2 << 20],
+                        delay: Duration::ZERO,
+                    }
                 }
                 "slow" => {
                     let mut r = json_resp(200, &json!({"totalCount": 0, "results": []}));
@@ -246,12 +282,24 @@ fn jamf_server(state: Arc<Mutex<JamfState>>) -> SocketAddr {
         let selected: Vec<Value> = match query(&r.target, "filter") {
             Some(f) => {
                 let id = f.trim_start_matches("mobileDeviceId%3D%3D").to_string();
-                s.devices.iter().filter(|d| d["mobileDeviceId"] == json!(id)).cloned().collect()
+                s.devices
+                    .iter()
+                    .filter(|d| d["mobileDeviceId"] == json!(id))
+                    .cloned()
+                    .collect()
             }
             None => s.devices.clone(),
         };
-        let results: Vec<Value> = selected.iter().skip(page * size).take(size).cloned().collect();
-        json_resp(200, &json!({"totalCount": selected.len(), "results": results}))
+        let results: Vec<Value> = selected
+            .iter()
+            .skip(page * size)
+            .take(size)
+            .cloned()
+            .collect();
+        json_resp(
+            200,
+            &json!({"totalCount": selected.len(), "results": results}),
+        )
     }))
 }
 
@@ -274,7 +322,10 @@ fn jamf_state(script: &[(&str, &[&'static str])]) -> Arc<Mutex<JamfState>> {
         devices: five_devices(),
         tokens_issued: 0,
         log: Vec::new(),
-        script: script.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect(),
+        script: script
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect(),
     }))
 }
 
@@ -330,16 +381,32 @@ fn mdm_sync_jamf_through_paging_token_refresh_and_429() {
     let out = dir.join("inventory.json");
     let cfg = dir.join("nightjar.toml");
     let o = common::run(
-        &["mdm", "sync", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap()],
+        &[
+            "mdm",
+            "sync",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ],
         Duration::from_secs(60),
     );
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
-    assert!(stderr.contains("nightjar: mdm sync: 5 devices, 10 apps"), "{stderr}");
-    assert!(!stderr.contains("jamf-secret") && !stderr.contains("jamf-token"), "{stderr}");
+    assert!(
+        stderr.contains("nightjar: mdm sync: 5 devices, 10 apps"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("jamf-secret") && !stderr.contains("jamf-token"),
+        "{stderr}"
+    );
     assert!(stderr.contains("1 throttled"), "{stderr}");
     let log = state.lock().unwrap().log.clone();
-    assert_eq!(log, ["token", "page 0", "page 1", "token", "page 1", "page 2", "page 2"]);
+    assert_eq!(
+        log,
+        ["token", "page 0", "page 1", "token", "page 1", "page 2", "page 2"]
+    );
     let got = std::fs::read_to_string(&out).unwrap();
     assert_eq!(got, inventory_to_json(&expected_jamf_inventory()));
     // The output reads back through the --inventory loader.
@@ -358,7 +425,10 @@ fn jamf_pages_refreshes_a_token_mid_sync_and_honors_429() {
         .unwrap()
         .with_page_size(2);
     let inv = runtime().block_on(jamf.pull()).unwrap();
-    assert_eq!(inventory_to_json(&inv), inventory_to_json(&expected_jamf_inventory()));
+    assert_eq!(
+        inventory_to_json(&inv),
+        inventory_to_json(&expected_jamf_inventory())
+    );
     let log = state.lock().unwrap().log.clone();
     assert_eq!(
         log,
@@ -366,14 +436,20 @@ fn jamf_pages_refreshes_a_token_mid_sync_and_honors_429() {
         "three pages of two, a new token after the 401, page 2 again after the 429"
     );
     let s = stats.snapshot(0);
-    assert_eq!((s.token_fetches, s.token_rejected, s.throttled, s.retries), (2, 1, 1, 1));
+    assert_eq!(
+        (s.token_fetches, s.token_rejected, s.throttled, s.retries),
+        (2, 1, 1, 1)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn bad_responses_keep_the_last_good_inventory() {
     let dir = temp_dir("jamf-bad");
-    let state = jamf_state(&[("page 0", &["500", "500", "500", "bad", "huge", "slow", "slow", "slow"])]);
+    let state = jamf_state(&[(
+        "page 0",
+        &["500", "500", "500", "bad", "huge", "slow", "slow", "slow"],
+    )]);
     let addr = jamf_server(Arc::clone(&state));
     let cfg = jamf_config(&dir, addr);
     let stats = Arc::new(AdapterStats::default());
@@ -395,19 +471,41 @@ fn bad_responses_keep_the_last_good_inventory() {
         errors.push(e);
     }
     // 5xx, retried to the bound.
-    assert!(matches!(errors[0], AdapterError::Status { status: 500, .. }), "{}", errors[0]);
-    assert!(errors[0].to_string().starts_with("jamf: GET http://"), "{}", errors[0]);
+    assert!(
+        matches!(errors[0], AdapterError::Status { status: 500, .. }),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[0].to_string().starts_with("jamf: GET http://"),
+        "{}",
+        errors[0]
+    );
     // Malformed JSON.
-    assert!(matches!(errors[1], AdapterError::Malformed { .. }), "{}", errors[1]);
+    assert!(
+        matches!(errors[1], AdapterError::Malformed { .. }),
+        "{}",
+        errors[1]
+    );
     // Larger than the bound.
-    assert!(errors[2].to_string().contains("response larger than 1048576 bytes"), "{}", errors[2]);
+    assert!(
+        errors[2]
+            .to_string()
+            .contains("response larger than 1048576 bytes"),
+        "{}",
+        errors[2]
+    );
     // Slow: the timeout fires (and the retries too).
     assert!(errors[3].to_string().contains("timed out"), "{}", errors[3]);
     for e in &errors {
         assert!(!e.to_string().contains('\n'));
         assert!(!e.to_string().contains("jamf-secret"));
     }
-    assert_eq!(tracker.current().fingerprint(), good, "the last good inventory stays");
+    assert_eq!(
+        tracker.current().fingerprint(),
+        good,
+        "the last good inventory stays"
+    );
     let s = stats.snapshot(3);
     assert_eq!(s.pulls_failed, 4);
     assert_eq!(s.server_errors, 3);
@@ -440,14 +538,18 @@ fn restart_with_same_inventory_emits_nothing_and_a_removed_app_is_derived() {
     };
     assert!(pull_and_apply(1).is_empty(), "first pull: baseline");
     assert!(pull_and_apply(2).is_empty(), "restart, same inventory");
-    state.lock().unwrap().devices[2] = jamf_device(3, &[("com.tinyspeck.chatlyio", "24.05.10", "Managed")]);
+    state.lock().unwrap().devices[2] =
+        jamf_device(3, &[("com.tinyspeck.chatlyio", "24.05.10", "Managed")]);
     let ev = pull_and_apply(3);
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert_eq!(ev[0].kind, EventKind::AppRemoved);
     assert_eq!(ev[0].bundle_id.as_deref(), Some("net.whatsapp.WhatsApp"));
     assert_eq!(ev[0].device_id, "00008110-0000000000000003");
     assert_eq!(ev[0].confidence, Confidence::Derived);
-    assert!(pull_and_apply(4).is_empty(), "and not again after another restart");
+    assert!(
+        pull_and_apply(4).is_empty(),
+        "and not again after another restart"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -583,26 +685,40 @@ fn graph_server(state: Arc<Mutex<GraphState>>, foreign_next_link: bool) -> Socke
         let mut s = state.lock().unwrap();
         if r.target == "/tenant-1/oauth2/v2.0/token" {
             let f = form(&r.body);
-            assert_eq!(f.get("scope").cloned(), Some(format!("http://{me}/.default")));
-            assert_eq!(f.get("client_secret").map(String::as_str), Some("graph-secret"));
+            assert_eq!(
+                f.get("scope").cloned(),
+                Some(format!("http://{me}/.default"))
+            );
+            assert_eq!(
+                f.get("client_secret").map(String::as_str),
+                Some("graph-secret")
+            );
             s.tokens_issued += 1;
             s.log.push("token".into());
             // Shorter than the refresh margin: the client must fetch a new one per request.
-            return json_resp(200, &json!({"token_type": "Bearer", "expires_in": 10, "ext_expires_in": 10,
-                                          "access_token": format!("graph-token-{}", s.tokens_issued)}));
+            return json_resp(
+                200,
+                &json!({"token_type": "Bearer", "expires_in": 10, "ext_expires_in": 10,
+                                          "access_token": format!("graph-token-{}", s.tokens_issued)}),
+            );
         }
         let Some(tok) = r.auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")) else {
-            return json_resp(401, &json!({"error": {"code": "InvalidAuthenticationToken"}}));
+            return json_resp(
+                401,
+                &json!({"error": {"code": "InvalidAuthenticationToken"}}),
+            );
         };
         *s.token_uses.entry(tok.to_string()).or_default() += 1;
         let path = r.target.clone();
         s.log.push(path.split('?').next().unwrap().to_string());
         let base = format!("http://{me}/v1.0/deviceManagement/managedDevices");
-        let dev = |id: &str, serial: &str, udid: &str, os: &str, mac: &str| json!({
+        let dev = |id: &str, serial: &str, udid: &str, os: &str, mac: &str| {
+            json!({
             "id": id, "deviceName": "d", "operatingSystem": os, "osVersion": "17.5", "serialNumber": serial,
             "udid": udid, "wiFiMacAddress": mac, "model": "iPhone 14", "isSupervised": true,
             "managedDeviceOwnerType": "company", "userPrincipalName": "ana@example.com",
-            "complianceState": "compliant", "lastSyncDateTime": "2024-05-01T10:00:00Z"});
+            "complianceState": "compliant", "lastSyncDateTime": "2024-05-01T10:00:00Z"})
+        };
         if path.starts_with("/v1.0/deviceManagement/managedDevices?$filter=operatingSystem%20eq%20%27iOS%27&$select=") {
             let next = if foreign_next_link {
                 "https://graph.example.net/v1.0/deviceManagement/managedDevices?$skiptoken=x".to_string()
@@ -614,10 +730,18 @@ fn graph_server(state: Arc<Mutex<GraphState>>, foreign_next_link: bool) -> Socke
                 "@odata.nextLink": next}));
         }
         if path.contains("$skiptoken=page2") {
-            return json_resp(200, &json!({"value": [dev("11111111-aaaa-4bbb-8ccc-000000000002", "SER2", "", "iOS", "")]}));
+            return json_resp(
+                200,
+                &json!({"value": [dev("11111111-aaaa-4bbb-8ccc-000000000002", "SER2", "", "iOS", "")]}),
+            );
         }
-        if path.starts_with("/v1.0/deviceManagement/managedDevices?$filter=operatingSystem%20eq%20%27iPadOS%27") {
-            return json_resp(200, &json!({"value": [dev("11111111-aaaa-4bbb-8ccc-000000000003", "SER3", "UDID-3", "iPadOS", "not-a-mac")]}));
+        if path.starts_with(
+            "/v1.0/deviceManagement/managedDevices?$filter=operatingSystem%20eq%20%27iPadOS%27",
+        ) {
+            return json_resp(
+                200,
+                &json!({"value": [dev("11111111-aaaa-4bbb-8ccc-000000000003", "SER3", "UDID-3", "iPadOS", "not-a-mac")]}),
+            );
         }
         if path.ends_with("/detectedApps") {
             if !s.throttled_once {
@@ -627,10 +751,13 @@ fn graph_server(state: Arc<Mutex<GraphState>>, foreign_next_link: bool) -> Socke
                 return r;
             }
             let n = path.split('/').nth(4).unwrap().chars().last().unwrap();
-            return json_resp(200, &json!({"value": [
-                {"id": "a1", "displayName": "com.microsoft.Office.Outlook", "version": format!("4.2{n}"), "sizeInByte": 1, "deviceCount": 3, "publisher": "Microsoft", "platform": "ios"},
-                {"id": "a2", "displayName": "Calculator", "version": "1", "platform": "ios"}
-            ]}));
+            return json_resp(
+                200,
+                &json!({"value": [
+                    {"id": "a1", "displayName": "com.microsoft.Office.Outlook", "version": format!("4.2{n}"), "sizeInByte": 1, "deviceCount": 3, "publisher": "Microsoft", "platform": "ios"},
+                    {"id": "a2", "displayName": "Calculator", "version": "1", "platform": "ios"}
+                ]}),
+            );
         }
         json_resp(404, &json!({"error": {"code": "ResourceNotFound"}}))
     }));
@@ -662,7 +789,14 @@ fn mdm_sync_intune_through_next_links_short_tokens_and_429() {
     let cfg = graph_config(&dir, addr);
     let out = dir.join("inventory.json");
     let o = common::run(
-        &["mdm", "sync", "--config", cfg.to_str().unwrap(), "-o", out.to_str().unwrap()],
+        &[
+            "mdm",
+            "sync",
+            "--config",
+            cfg.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
         Duration::from_secs(60),
     );
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -686,7 +820,10 @@ fn mdm_sync_intune_through_next_links_short_tokens_and_429() {
         "expected",
     )
     .unwrap();
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), inventory_to_json(&expected));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        inventory_to_json(&expected)
+    );
     assert!(stderr.contains("1 throttled"), "{stderr}");
     assert!(stderr.contains("3 apps skipped"), "{stderr}");
     let s = state.lock().unwrap();
@@ -694,7 +831,15 @@ fn mdm_sync_intune_through_next_links_short_tokens_and_429() {
     // retry after the 429 repeats its call's token).
     assert_eq!(s.tokens_issued, 6, "{:?}", s.log);
     assert_eq!(s.token_uses.values().sum::<u32>(), 7);
-    assert_eq!(s.log.iter().filter(|l| l.ends_with("/detectedApps")).count(), 4, "three devices, one 429: {:?}", s.log);
+    assert_eq!(
+        s.log
+            .iter()
+            .filter(|l| l.ends_with("/detectedApps"))
+            .count(),
+        4,
+        "three devices, one 429: {:?}",
+        s.log
+    );
     drop(s);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -710,11 +855,18 @@ fn intune_refuses_a_next_link_to_another_host() {
     }));
     let addr = graph_server(Arc::clone(&state), true);
     let cfg = graph_config(&dir, addr);
-    let o = common::run(&["mdm", "sync", "--config", cfg.to_str().unwrap()], Duration::from_secs(60));
+    let o = common::run(
+        &["mdm", "sync", "--config", cfg.to_str().unwrap()],
+        Duration::from_secs(60),
+    );
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert_eq!(o.stdout.len(), 0);
-    assert!(stderr.contains("mdm sync failed: intune:") && stderr.contains("@odata.nextLink points outside graph_url"), "{stderr}");
+    assert!(
+        stderr.contains("mdm sync failed: intune:")
+            && stderr.contains("@odata.nextLink points outside graph_url"),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -734,41 +886,95 @@ fn replay_loads_events_and_catalog_and_names_bad_lines() {
     let events = repo.join("config/events.example.ndjson");
     let catalog = repo.join("config/catalog");
     let o = common::run(
-        &["replay", "--quiet", pcap.to_str().unwrap(), "--events", events.to_str().unwrap(),
-          "--catalog", catalog.to_str().unwrap()],
+        &[
+            "replay",
+            "--quiet",
+            pcap.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+            "--catalog",
+            catalog.to_str().unwrap(),
+        ],
         Duration::from_secs(60),
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let recs = common::records(&o);
-    let stats = recs.iter().find(|r| common::dataset(r) == "nightjar.stats").unwrap();
+    let stats = recs
+        .iter()
+        .find(|r| common::dataset(r) == "nightjar.stats")
+        .unwrap();
     let n_events = nightjar::mdm::load_events(&events).unwrap().len();
     let n_apps = nightjar::mdm::load_catalog(&catalog).unwrap().apps().len();
     assert!(n_events > 0 && n_apps > 0);
     assert_eq!(stats["nightjar"]["stats"]["mdm"]["events"], json!(n_events));
-    assert_eq!(stats["nightjar"]["stats"]["mdm"]["catalog_apps"], json!(n_apps));
+    assert_eq!(
+        stats["nightjar"]["stats"]["mdm"]["catalog_apps"],
+        json!(n_apps)
+    );
 
     let dir = temp_dir("replay-bad");
     let bad = dir.join("events.ndjson");
-    let good_line = std::fs::read_to_string(&events).unwrap().lines().next().unwrap().to_string();
-    std::fs::write(&bad, format!("{good_line}\n{}\n", good_line.replace("\"kind\":\"", "\"kind\":\"x"))).unwrap();
+    let good_line = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &bad,
+        format!(
+            "{good_line}\n{}\n",
+            good_line.replace("\"kind\":\"", "\"kind\":\"x")
+        ),
+    )
+    .unwrap();
     let o = common::run(
-        &["replay", "--quiet", pcap.to_str().unwrap(), "--events", bad.to_str().unwrap()],
+        &[
+            "replay",
+            "--quiet",
+            pcap.to_str().unwrap(),
+            "--events",
+            bad.to_str().unwrap(),
+        ],
         Duration::from_secs(60),
     );
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert_eq!(o.stdout.len(), 0, "nothing written before the inputs validate");
-    assert!(stderr.starts_with(&format!("nightjar: {}:2: unknown event kind", bad.display())), "{stderr}");
+    assert_eq!(
+        o.stdout.len(),
+        0,
+        "nothing written before the inputs validate"
+    );
+    assert!(
+        stderr.starts_with(&format!(
+            "nightjar: {}:2: unknown event kind",
+            bad.display()
+        )),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     let bad_cat = dir.join("cat.json");
-    std::fs::write(&bad_cat, "{\"apps\": [{\"bundle_id\": \"a.b\",\n \"domains\": [\"1.2.3.4\"]}]}").unwrap();
+    std::fs::write(
+        &bad_cat,
+        "{\"apps\": [{\"bundle_id\": \"a.b\",\n \"domains\": [\"1.2.3.4\"]}]}",
+    )
+    .unwrap();
     let o = common::run(
-        &["replay", "--quiet", pcap.to_str().unwrap(), "--catalog", bad_cat.to_str().unwrap()],
+        &[
+            "replay",
+            "--quiet",
+            pcap.to_str().unwrap(),
+            "--catalog",
+            bad_cat.to_str().unwrap(),
+        ],
         Duration::from_secs(60),
     );
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(stderr.starts_with(&format!("nightjar: {}", bad_cat.display())), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("nightjar: {}", bad_cat.display())),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -57,7 +57,11 @@ impl Correlator {
     }
 
     /// Hands the correlator the lifecycle events and the app catalog.
-    pub fn with_mdm(mut self, mut events: Vec<LifecycleEvent>, catalog: Option<Catalog>) -> Correlator {
+    pub fn with_mdm(
+        mut self,
+        mut events: Vec<LifecycleEvent>,
+        catalog: Option<Catalog>,
+    ) -> Correlator {
         events.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.id.cmp(&b.id)));
         self.mdm_events = events;
         self.catalog = catalog;

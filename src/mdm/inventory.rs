@@ -418,7 +418,10 @@ mod tests {
             assert_eq!(a.apps(&d.id), b.apps(&d.id));
         }
         assert_eq!(text, inventory_to_json(&b));
-        assert_eq!(inventory_to_json(&Inventory::default()), "{\n  \"devices\": []\n}\n");
+        assert_eq!(
+            inventory_to_json(&Inventory::default()),
+            "{\n  \"devices\": []\n}\n"
+        );
     }
 
     #[test]

@@ -153,7 +153,11 @@ impl Http {
     }
 
     /// Parses a JSON body, counting and reporting a malformed one.
-    pub fn parse_json<T: DeserializeOwned>(&self, url: &str, body: &[u8]) -> Result<T, AdapterError> {
+    pub fn parse_json<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &[u8],
+    ) -> Result<T, AdapterError> {
         serde_json::from_slice(body).map_err(|e| {
             AdapterStats::inc(&self.stats.bad_responses);
             AdapterError::Malformed {
@@ -191,7 +195,12 @@ impl Http {
         }
     }
 
-    async fn attempt(&self, url: &str, method: &'static str, req: &Req<'_>) -> Result<Vec<u8>, Attempt> {
+    async fn attempt(
+        &self,
+        url: &str,
+        method: &'static str,
+        req: &Req<'_>,
+    ) -> Result<Vec<u8>, Attempt> {
         AdapterStats::inc(&self.stats.requests);
         let builder = match req {
             Req::Get { bearer } => {
@@ -355,7 +364,12 @@ const MAX_TOKEN_LIFETIME: u64 = 86_400;
 
 impl TokenSource {
     /// A token endpoint; `scope` is sent when given (Entra ID needs it, Jamf does not).
-    pub fn new(url: String, client_id: String, secret: Secret, scope: Option<String>) -> TokenSource {
+    pub fn new(
+        url: String,
+        client_id: String,
+        secret: Secret,
+        scope: Option<String>,
+    ) -> TokenSource {
         TokenSource {
             url,
             client_id,
@@ -479,8 +493,14 @@ mod tests {
     #[test]
     fn error_detail_is_short_and_printable() {
         assert_eq!(error_detail(b""), "");
-        assert_eq!(error_detail(b"{\"error\":\n \"x\"}\x00"), ": {\"error\": \"x\"}");
+        assert_eq!(
+            error_detail(b"{\"error\":\n \"x\"}\x00"),
+            ": {\"error\": \"x\"}"
+        );
         assert_eq!(error_detail(&[b'a'; 1000]).len(), MAX_ERROR_DETAIL + 2);
-        assert_eq!(encode_query("operatingSystem eq 'iOS'"), "operatingSystem%20eq%20%27iOS%27");
+        assert_eq!(
+            encode_query("operatingSystem eq 'iOS'"),
+            "operatingSystem%20eq%20%27iOS%27"
+        );
     }
 }

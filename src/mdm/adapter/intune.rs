@@ -72,7 +72,11 @@ struct DetectedApp {
 
 impl Intune {
     /// An adapter for `cfg`; reads the client secret now.
-    pub fn new(cfg: &IntuneConfig, opts: HttpOptions, stats: Arc<AdapterStats>) -> Result<Intune, AdapterError> {
+    pub fn new(
+        cfg: &IntuneConfig,
+        opts: HttpOptions,
+        stats: Arc<AdapterStats>,
+    ) -> Result<Intune, AdapterError> {
         let secret = read_secret(&cfg.client_secret_file)?;
         let graph = cfg.graph_url.as_str().to_string();
         Ok(Intune {
@@ -156,7 +160,10 @@ impl Intune {
                 );
                 let mut apps = Vec::new();
                 for a in self.collect(apps_url).await? {
-                    match serde_json::from_value::<DetectedApp>(a).ok().and_then(|a| map_app(a, &device.id)) {
+                    match serde_json::from_value::<DetectedApp>(a)
+                        .ok()
+                        .and_then(|a| map_app(a, &device.id))
+                    {
                         Some(app) => apps.push(app),
                         None => AdapterStats::inc(&stats.apps_skipped),
                     }
@@ -239,8 +246,19 @@ mod tests {
         assert_eq!(d.supervised, Some(false));
         let bad: ManagedDevice = serde_json::from_str(r#"{"id": "../x"}"#).unwrap();
         assert!(map_device(&bad, &stats).is_none());
-        let app = |n: &str| map_app(DetectedApp { display_name: Some(n.into()), version: Some("1".into()) }, "d");
-        assert_eq!(app("com.example.chat").unwrap().bundle_id, "com.example.chat");
+        let app = |n: &str| {
+            map_app(
+                DetectedApp {
+                    display_name: Some(n.into()),
+                    version: Some("1".into()),
+                },
+                "d",
+            )
+        };
+        assert_eq!(
+            app("com.example.chat").unwrap().bundle_id,
+            "com.example.chat"
+        );
         assert!(app("Microsoft Outlook").is_none());
         assert!(app("Notes").is_none());
     }

@@ -15,7 +15,9 @@ use super::{
 };
 use crate::config::JamfConfig;
 use crate::mdm::events::derive_event_id;
-use crate::mdm::{Confidence, Device, EventKind, InstalledApp, Inventory, LifecycleEvent, Ownership};
+use crate::mdm::{
+    Confidence, Device, EventKind, InstalledApp, Inventory, LifecycleEvent, Ownership,
+};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -91,7 +93,11 @@ fn id_text(v: Option<&Value>) -> Option<String> {
 
 impl Jamf {
     /// An adapter for `cfg`; reads the client secret now.
-    pub fn new(cfg: &JamfConfig, opts: HttpOptions, stats: Arc<AdapterStats>) -> Result<Jamf, AdapterError> {
+    pub fn new(
+        cfg: &JamfConfig,
+        opts: HttpOptions,
+        stats: Arc<AdapterStats>,
+    ) -> Result<Jamf, AdapterError> {
         let secret = read_secret(&cfg.client_secret_file)?;
         let base = cfg.url.as_str().to_string();
         Ok(Jamf {
@@ -132,7 +138,10 @@ impl Jamf {
         url
     }
 
-    async fn pull_pages(&self, filter: Option<&str>) -> Result<Vec<(Device, Vec<InstalledApp>)>, AdapterError> {
+    async fn pull_pages(
+        &self,
+        filter: Option<&str>,
+    ) -> Result<Vec<(Device, Vec<InstalledApp>)>, AdapterError> {
         let stats = self.http.stats();
         let mut out = Vec::new();
         let mut seen = 0u64;
@@ -176,7 +185,10 @@ impl Jamf {
 
     /// A targeted pull of one device by its Jamf id (after a webhook). `Ok(None)` if
     /// Jamf no longer knows it.
-    pub async fn pull_device(&self, jamf_id: &str) -> Result<Option<(Device, Vec<InstalledApp>)>, AdapterError> {
+    pub async fn pull_device(
+        &self,
+        jamf_id: &str,
+    ) -> Result<Option<(Device, Vec<InstalledApp>)>, AdapterError> {
         if !jamf_id.bytes().all(|b| b.is_ascii_digit()) || jamf_id.is_empty() {
             return Ok(None);
         }
@@ -236,7 +248,8 @@ fn map_device(d: JamfDevice, stats: &AdapterStats) -> Option<(Device, Vec<Instal
         apps.push(InstalledApp {
             device_id: id.clone(),
             bundle_id,
-            version: non_empty(a.short_version.as_deref()).or_else(|| non_empty(a.version.as_deref())),
+            version: non_empty(a.short_version.as_deref())
+                .or_else(|| non_empty(a.version.as_deref())),
             managed,
             first_seen: None,
             last_seen: None,
@@ -285,7 +298,11 @@ pub fn parse_webhook(body: &[u8], now_ns: u64) -> Result<Option<JamfHook>, Strin
         _ => return Ok(None),
     };
     let ev = &env.event;
-    let text = |k: &str| ev.get(k).and_then(Value::as_str).and_then(|s| non_empty(Some(s)));
+    let text = |k: &str| {
+        ev.get(k)
+            .and_then(Value::as_str)
+            .and_then(|s| non_empty(Some(s)))
+    };
     let jamf_id = id_text(ev.get("jssID"));
     let udid = text("udid");
     let serial = text("serialNumber");
@@ -300,7 +317,9 @@ pub fn parse_webhook(body: &[u8], now_ns: u64) -> Result<Option<JamfHook>, Strin
             id: format!(
                 "jamf-{}",
                 derive_event_id(&[
-                    id_text(env.webhook.id.as_ref()).unwrap_or_default().as_bytes(),
+                    id_text(env.webhook.id.as_ref())
+                        .unwrap_or_default()
+                        .as_bytes(),
                     kind.as_str().as_bytes(),
                     device_id.as_bytes(),
                     &ts.to_le_bytes(),
@@ -350,8 +369,14 @@ mod tests {
         assert_eq!(d.ownership, Ownership::Corporate);
         assert_eq!(d.wifi_mac.unwrap().to_string(), "aa:bb:cc:00:11:22");
         assert_eq!(apps.len(), 2);
-        assert_eq!((apps[0].version.as_deref(), apps[0].managed), (Some("2.1"), true));
-        assert_eq!((apps[1].version.as_deref(), apps[1].managed), (Some("3"), false));
+        assert_eq!(
+            (apps[0].version.as_deref(), apps[0].managed),
+            (Some("2.1"), true)
+        );
+        assert_eq!(
+            (apps[1].version.as_deref(), apps[1].managed),
+            (Some("3"), false)
+        );
         assert_eq!(stats.snapshot(0).apps_skipped, 2);
         let none: JamfDevice = serde_json::from_str(r#"{"general": {"udid": ""}}"#).unwrap();
         assert!(map_device(none, &stats).is_none());
@@ -362,13 +387,18 @@ mod tests {
         let body = br#"{"webhook": {"id": 3, "name": "n", "webhookEvent": "MobileDeviceCheckIn",
                         "eventTimestamp": 1714550400000},
                         "event": {"jssID": 7, "udid": "U7", "serialNumber": "S7", "osVersion": "17.4"}}"#;
-        let h = parse_webhook(body, 1_714_550_500_000_000_000).unwrap().unwrap();
+        let h = parse_webhook(body, 1_714_550_500_000_000_000)
+            .unwrap()
+            .unwrap();
         assert_eq!(h.jamf_id.as_deref(), Some("7"));
         let e = h.event.unwrap();
         assert_eq!((e.kind, e.device_id.as_str()), (EventKind::Checkin, "U7"));
         assert_eq!(e.ts, 1_714_550_400_000_000_000);
         assert_eq!(e.confidence, Confidence::Reported);
-        assert_eq!(e.id, parse_webhook(body, 5).unwrap().unwrap().event.unwrap().id);
+        assert_eq!(
+            e.id,
+            parse_webhook(body, 5).unwrap().unwrap().event.unwrap().id
+        );
         let other = br#"{"webhook": {"webhookEvent": "ComputerAdded"}, "event": {}}"#;
         assert_eq!(parse_webhook(other, 1).unwrap(), None);
         assert!(parse_webhook(b"{}", 1).is_err());

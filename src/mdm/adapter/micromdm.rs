@@ -9,7 +9,9 @@
 //! `app_installed` flood); the state is bounded by [`super::MAX_DEVICES`].
 
 use super::{non_empty, vendor_mac, AdapterError, AdapterStats, InventoryTracker};
-use crate::mdm::{parse_plist, Device, InstalledApp, Inventory, LifecycleEvent, Ownership, PlistValue};
+use crate::mdm::{
+    parse_plist, Device, InstalledApp, Inventory, LifecycleEvent, Ownership, PlistValue,
+};
 use base64::Engine;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
@@ -71,13 +73,17 @@ struct Checkin {
 pub fn parse_webhook(body: &[u8]) -> Result<Option<MdmHook>, String> {
     let env: Envelope = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     if env.topic == "mdm.CheckOut" {
-        let c = env.checkin_event.ok_or("mdm.CheckOut without checkin_event")?;
+        let c = env
+            .checkin_event
+            .ok_or("mdm.CheckOut without checkin_event")?;
         return Ok(non_empty(Some(&c.udid)).map(|udid| MdmHook::CheckOut { udid }));
     }
     if env.topic != "mdm.Connect" {
         return Ok(None);
     }
-    let ack = env.acknowledge_event.ok_or("mdm.Connect without acknowledge_event")?;
+    let ack = env
+        .acknowledge_event
+        .ok_or("mdm.Connect without acknowledge_event")?;
     if ack.status != "Acknowledged" {
         return Ok(None);
     }
@@ -143,7 +149,11 @@ impl MicroMdm {
     }
 
     /// Applies one webhook; the derived events.
-    pub fn apply(&mut self, hook: MdmHook, now_ns: u64) -> Result<Vec<LifecycleEvent>, AdapterError> {
+    pub fn apply(
+        &mut self,
+        hook: MdmHook,
+        now_ns: u64,
+    ) -> Result<Vec<LifecycleEvent>, AdapterError> {
         let mut baseline = HashSet::new();
         match hook {
             MdmHook::CheckOut { udid } => {
@@ -154,16 +164,24 @@ impl MicroMdm {
                     AdapterStats::inc(&self.stats.devices_skipped);
                     return Ok(Vec::new());
                 }
-                let entry = self.devices.entry(udid.clone()).or_insert_with(|| (new_device(&udid), None));
+                let entry = self
+                    .devices
+                    .entry(udid.clone())
+                    .or_insert_with(|| (new_device(&udid), None));
                 let d = &mut entry.0;
                 let s = |k: &str| non_empty(info.get(k).and_then(PlistValue::as_str));
                 d.serial = s("SerialNumber").or(d.serial.take());
-                d.model = s("ProductName").or_else(|| s("ModelName")).or(d.model.take());
+                d.model = s("ProductName")
+                    .or_else(|| s("ModelName"))
+                    .or(d.model.take());
                 d.os_version = s("OSVersion").or(d.os_version.take());
                 if let Some(PlistValue::Bool(b)) = info.get("IsSupervised") {
                     d.supervised = Some(*b);
                 }
-                if let Some(mac) = vendor_mac(info.get("WiFiMAC").and_then(PlistValue::as_str), &self.stats) {
+                if let Some(mac) = vendor_mac(
+                    info.get("WiFiMAC").and_then(PlistValue::as_str),
+                    &self.stats,
+                ) {
                     d.wifi_mac = Some(mac);
                 }
             }
@@ -172,7 +190,10 @@ impl MicroMdm {
                     AdapterStats::inc(&self.stats.devices_skipped);
                     return Ok(Vec::new());
                 }
-                let entry = self.devices.entry(udid.clone()).or_insert_with(|| (new_device(&udid), None));
+                let entry = self
+                    .devices
+                    .entry(udid.clone())
+                    .or_insert_with(|| (new_device(&udid), None));
                 if entry.1.is_none() {
                     baseline.insert(udid.clone());
                 }
@@ -255,26 +276,46 @@ mod tests {
                 format!("<dict><key>Identifier</key><string>{id}</string><key>Name</key><string>x</string><key>ShortVersion</key><string>{v}</string><key>BundleSize</key><integer>1024</integer></dict>")
             })
             .collect();
-        format!(r#"<?xml version="1.0" encoding="UTF-8"?><plist version="1.0"><dict><key>CommandUUID</key><string>c2</string><key>InstalledApplicationList</key><array>{items}</array><key>Status</key><string>Acknowledged</string><key>UDID</key><string>U1</string></dict></plist>"#)
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><plist version="1.0"><dict><key>CommandUUID</key><string>c2</string><key>InstalledApplicationList</key><array>{items}</array><key>Status</key><string>Acknowledged</string><key>UDID</key><string>U1</string></dict></plist>"#
+        )
     }
 
     #[test]
     fn webhooks_build_an_inventory() {
         let stats = Arc::new(AdapterStats::default());
-        let mut m = MicroMdm::new(InventoryTracker::open(NAME, None, Arc::clone(&stats)), stats);
-        let h = parse_webhook(envelope("mdm.Connect", "U1", INFO).as_bytes()).unwrap().unwrap();
-        assert!(m.apply(h, 1).unwrap().is_empty(), "baseline");
-        let h = parse_webhook(envelope("mdm.Connect", "U1", &apps_plist(&[("com.a.b", "1"), ("com.c.d", "2")])).as_bytes())
+        let mut m = MicroMdm::new(
+            InventoryTracker::open(NAME, None, Arc::clone(&stats)),
+            stats,
+        );
+        let h = parse_webhook(envelope("mdm.Connect", "U1", INFO).as_bytes())
             .unwrap()
             .unwrap();
+        assert!(m.apply(h, 1).unwrap().is_empty(), "baseline");
+        let h = parse_webhook(
+            envelope(
+                "mdm.Connect",
+                "U1",
+                &apps_plist(&[("com.a.b", "1"), ("com.c.d", "2")]),
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+        .unwrap();
         let ev = m.apply(h, 2).unwrap();
         assert!(ev.is_empty(), "first app list is a baseline: {ev:?}");
-        let d = &m.current().devices()[0];
-        assert_eq!((d.serial.as_deref(), d.supervised), (Some("F2LXK0AAPLJM"), Some(true)));
+        let cur = m.current();
+        let d = &cur.devices()[0];
+        assert_eq!(
+            (d.serial.as_deref(), d.supervised),
+            (Some("F2LXK0AAPLJM"), Some(true))
+        );
         assert_eq!(m.current().apps("U1").len(), 2);
-        let h = parse_webhook(envelope("mdm.Connect", "U1", &apps_plist(&[("com.a.b", "1.1")])).as_bytes())
-            .unwrap()
-            .unwrap();
+        let h = parse_webhook(
+            envelope("mdm.Connect", "U1", &apps_plist(&[("com.a.b", "1.1")])).as_bytes(),
+        )
+        .unwrap()
+        .unwrap();
         let kinds: Vec<_> = m.apply(h, 3).unwrap().iter().map(|e| e.kind).collect();
         assert_eq!(kinds, [EventKind::AppUpdated, EventKind::AppRemoved]);
     }
@@ -283,14 +324,23 @@ mod tests {
     fn bad_and_ignored_webhooks() {
         assert!(parse_webhook(b"nope").is_err());
         let bad_b64 = r#"{"topic":"mdm.Connect","acknowledge_event":{"udid":"U","status":"Acknowledged","raw_payload":"!!"}}"#;
-        assert!(parse_webhook(bad_b64.as_bytes()).unwrap_err().contains("base64"));
+        assert!(parse_webhook(bad_b64.as_bytes())
+            .unwrap_err()
+            .contains("base64"));
         let bad_plist = envelope("mdm.Connect", "U", "<plist><dict><key>x</key>");
         assert!(parse_webhook(bad_plist.as_bytes()).is_err());
-        let not_now = r#"{"topic":"mdm.Connect","acknowledge_event":{"udid":"U","status":"NotNow"}}"#;
+        let not_now =
+            r#"{"topic":"mdm.Connect","acknowledge_event":{"udid":"U","status":"NotNow"}}"#;
         assert_eq!(parse_webhook(not_now.as_bytes()).unwrap(), None);
-        assert_eq!(parse_webhook(br#"{"topic":"mdm.Authenticate"}"#).unwrap(), None);
+        assert_eq!(
+            parse_webhook(br#"{"topic":"mdm.Authenticate"}"#).unwrap(),
+            None
+        );
         let out = r#"{"topic":"mdm.CheckOut","checkin_event":{"udid":"U","raw_payload":""}}"#;
-        assert_eq!(parse_webhook(out.as_bytes()).unwrap(), Some(MdmHook::CheckOut { udid: "U".into() }));
+        assert_eq!(
+            parse_webhook(out.as_bytes()).unwrap(),
+            Some(MdmHook::CheckOut { udid: "U".into() })
+        );
     }
 
     proptest::proptest! {

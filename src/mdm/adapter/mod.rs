@@ -210,7 +210,9 @@ pub fn device_id(
 
 /// `Some(trimmed)` for a non-empty string, else `None` (vendors send `""` for unknown).
 pub(crate) fn non_empty(s: Option<&str>) -> Option<String> {
-    s.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+    s.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 /// Parses a MAC the way vendors send it; empty means unknown. A malformed MAC is dropped
@@ -250,7 +252,10 @@ pub fn build_inventory(
     let mut kept = Vec::with_capacity(entries.len());
     for (device, apps) in entries {
         let clash = !ids.insert(device.id.clone())
-            || device.udid.as_ref().is_some_and(|u| !udids.insert(u.clone()))
+            || device
+                .udid
+                .as_ref()
+                .is_some_and(|u| !udids.insert(u.clone()))
             || device
                 .serial
                 .as_ref()
@@ -525,7 +530,10 @@ mod tests {
 
     #[test]
     fn ids_and_tolerant_build() {
-        assert_eq!(device_id(Some("U"), Some("S"), "jamf", Some("1")).unwrap(), "U");
+        assert_eq!(
+            device_id(Some("U"), Some("S"), "jamf", Some("1")).unwrap(),
+            "U"
+        );
         assert_eq!(device_id(None, Some("S"), "jamf", Some("1")).unwrap(), "S");
         assert_eq!(device_id(None, None, "jamf", Some("1")).unwrap(), "jamf-1");
         assert_eq!(device_id(None, None, "jamf", None), None);

@@ -101,7 +101,11 @@ pub async fn run_jamf(
 ) {
     let stats = Arc::clone(jamf.stats());
     out.inventory.send_replace(tracker.current());
-    let poll = tokio::time::sleep(first_delay(tracker.saved_last_success(), interval, wall_clock_ns()));
+    let poll = tokio::time::sleep(first_delay(
+        tracker.saved_last_success(),
+        interval,
+        wall_clock_ns(),
+    ));
     tokio::pin!(poll);
     loop {
         tokio::select! {
@@ -160,10 +164,20 @@ pub async fn run_jamf(
 }
 
 /// The Intune task: a full pull every `interval`.
-pub async fn run_intune(intune: Intune, mut tracker: InventoryTracker, interval: Duration, out: Outputs) {
+pub async fn run_intune(
+    intune: Intune,
+    mut tracker: InventoryTracker,
+    interval: Duration,
+    out: Outputs,
+) {
     let stats = Arc::clone(intune.stats());
     out.inventory.send_replace(tracker.current());
-    tokio::time::sleep(first_delay(tracker.saved_last_success(), interval, wall_clock_ns())).await;
+    tokio::time::sleep(first_delay(
+        tracker.saved_last_success(),
+        interval,
+        wall_clock_ns(),
+    ))
+    .await;
     loop {
         let events = match intune.pull().await {
             Ok(inv) => {
@@ -183,7 +197,12 @@ pub async fn run_intune(intune: Intune, mut tracker: InventoryTracker, interval:
 }
 
 /// The MicroMDM/NanoMDM task: applies each webhook to the inventory.
-pub async fn run_micromdm(mut mdm: MicroMdm, stats: Arc<AdapterStats>, mut hooks: mpsc::Receiver<MdmHook>, out: Outputs) {
+pub async fn run_micromdm(
+    mut mdm: MicroMdm,
+    stats: Arc<AdapterStats>,
+    mut hooks: mpsc::Receiver<MdmHook>,
+    out: Outputs,
+) {
     out.inventory.send_replace(mdm.current());
     while let Some(hook) = hooks.recv().await {
         let now = wall_clock_ns();
@@ -208,7 +227,10 @@ mod tests {
     fn resumes_the_schedule() {
         let i = Duration::from_secs(900);
         assert_eq!(first_delay(None, i, 5), Duration::ZERO);
-        assert_eq!(first_delay(Some(100), i, 100 + 300_000_000_000), Duration::from_secs(600));
+        assert_eq!(
+            first_delay(Some(100), i, 100 + 300_000_000_000),
+            Duration::from_secs(600)
+        );
         assert_eq!(first_delay(Some(0), i, 10_000_000_000_000), Duration::ZERO);
     }
 }

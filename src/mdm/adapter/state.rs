@@ -25,8 +25,13 @@ use std::sync::Arc;
 
 /// Writes `bytes` to `path` atomically (temp file + fsync + rename + directory fsync).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned());
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -63,7 +68,11 @@ impl InventoryTracker {
     /// A tracker for `adapter`, loading its persisted inventory from `dir` if there is
     /// one. `dir = None` keeps nothing on disk (one-shot `mdm sync`). A persisted file
     /// that does not load is reported and ignored (the next pull is a new baseline).
-    pub fn open(adapter: &'static str, dir: Option<&Path>, stats: Arc<AdapterStats>) -> InventoryTracker {
+    pub fn open(
+        adapter: &'static str,
+        dir: Option<&Path>,
+        stats: Arc<AdapterStats>,
+    ) -> InventoryTracker {
         let mut t = InventoryTracker {
             adapter,
             dir: dir.map(Path::to_path_buf),
@@ -81,18 +90,25 @@ impl InventoryTracker {
                     Err(e) => eprintln!("nightjar: mdm {adapter}: ignoring saved state: {e}"),
                 },
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => eprintln!("nightjar: mdm {adapter}: ignoring saved state {}: {e}", path.display()),
+                Err(e) => eprintln!(
+                    "nightjar: mdm {adapter}: ignoring saved state {}: {e}",
+                    path.display()
+                ),
             }
         }
         t
     }
 
     fn inventory_path(&self) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(format!("mdm-{}-inventory.json", self.adapter)))
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("mdm-{}-inventory.json", self.adapter)))
     }
 
     fn cursor_path(&self) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(format!("mdm-{}-cursor.json", self.adapter)))
+        self.dir
+            .as_ref()
+            .map(|d| d.join(format!("mdm-{}-cursor.json", self.adapter)))
     }
 
     /// The current (last good) inventory.
@@ -123,7 +139,9 @@ impl InventoryTracker {
     ) -> Vec<LifecycleEvent> {
         let events = if self.has_baseline {
             let mut ev = diff(&self.current, &new, now_ns, "inventory-diff");
-            ev.retain(|e| !(e.kind == EventKind::AppInstalled && app_baseline.contains(&e.device_id)));
+            ev.retain(|e| {
+                !(e.kind == EventKind::AppInstalled && app_baseline.contains(&e.device_id))
+            });
             ev
         } else {
             Vec::new()
@@ -164,7 +182,8 @@ impl InventoryTracker {
 
     /// Records a failed pull: counted, logged, the current inventory kept.
     pub fn fail(&self, err: &AdapterError, now_ns: u64) {
-        self.stats.failure(self.adapter, &self.stats.pulls_failed, err, now_ns);
+        self.stats
+            .failure(self.adapter, &self.stats.pulls_failed, err, now_ns);
     }
 
     fn persist(&self, inventory_changed: bool, now_ns: u64) -> Result<(), AdapterError> {
@@ -220,14 +239,27 @@ mod tests {
         let inv = || parse_inventory(INV, "t").unwrap();
         let mut t = InventoryTracker::open("jamf", Some(&dir), Arc::clone(&stats));
         assert!(!t.has_baseline());
-        assert!(t.apply(inv(), 1_000).is_empty(), "first pull is the baseline");
+        assert!(
+            t.apply(inv(), 1_000).is_empty(),
+            "first pull is the baseline"
+        );
         drop(t);
         let mut t = InventoryTracker::open("jamf", Some(&dir), Arc::clone(&stats));
         assert!(t.has_baseline());
         assert_eq!(t.saved_last_success(), Some(1_000));
-        assert!(t.apply(inv(), 2_000).is_empty(), "restart with the same inventory");
-        let fewer = parse_inventory(&INV.replace(r#",
-                 {"bundle_id": "com.example.game", "version": "1.0"}"#, ""), "t").unwrap();
+        assert!(
+            t.apply(inv(), 2_000).is_empty(),
+            "restart with the same inventory"
+        );
+        let fewer = parse_inventory(
+            &INV.replace(
+                r#",
+                 {"bundle_id": "com.example.game", "version": "1.0"}"#,
+                "",
+            ),
+            "t",
+        )
+        .unwrap();
         let ev = t.apply(fewer, 3_000);
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].kind, EventKind::AppRemoved);
@@ -235,10 +267,19 @@ mod tests {
         assert_eq!(ev[0].confidence, Confidence::Derived);
         assert_eq!(stats.snapshot(3_500).inventory_age_ns, Some(500));
         // A failure keeps the inventory.
-        t.fail(&AdapterError::State { path: "x".into(), msg: "boom".into() }, 4_000);
+        t.fail(
+            &AdapterError::State {
+                path: "x".into(),
+                msg: "boom".into(),
+            },
+            4_000,
+        );
         assert_eq!(t.current().apps("d1").len(), 1);
         assert_eq!(stats.snapshot(0).pulls_failed, 1);
-        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 2, "no temporary files left: {names:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -255,7 +296,14 @@ mod tests {
         d.os_version = Some("17.5".into());
         let ev = t.apply_device("d1", Some((d, vec![])), 2).unwrap();
         let kinds: Vec<_> = ev.iter().map(|e| e.kind).collect();
-        assert_eq!(kinds, [EventKind::OsUpdated, EventKind::AppRemoved, EventKind::AppRemoved]);
+        assert_eq!(
+            kinds,
+            [
+                EventKind::OsUpdated,
+                EventKind::AppRemoved,
+                EventKind::AppRemoved
+            ]
+        );
         let ev = t.apply_device("d1", None, 3).unwrap();
         assert_eq!(ev[0].kind, EventKind::Unenrolled);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -124,7 +124,11 @@ pub async fn serve(
     routes: Routes,
 ) -> std::io::Result<()> {
     let shared = Arc::new(Shared {
-        bucket: Mutex::new(TokenBucket::new(opts.rate_per_sec, opts.burst, Instant::now())),
+        bucket: Mutex::new(TokenBucket::new(
+            opts.rate_per_sec,
+            opts.burst,
+            Instant::now(),
+        )),
         secret,
         opts,
         stats,
@@ -206,7 +210,10 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         AdapterStats::inc(&stats.webhooks_rate_limited);
         return reply(StatusCode::TOO_MANY_REQUESTS, "rate limited\n");
     }
-    let auth = req.headers().get(hyper::header::AUTHORIZATION).map(|v| v.as_bytes());
+    let auth = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
     if !authorized(auth, &shared.secret) {
         AdapterStats::inc(&stats.webhooks_unauthorized);
         return reply(StatusCode::UNAUTHORIZED, "unauthorized\n");
@@ -221,7 +228,12 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         AdapterStats::inc(&stats.webhooks_too_large);
         return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
     }
-    let body = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), max).collect()).await {
+    let body = match tokio::time::timeout(
+        BODY_TIMEOUT,
+        Limited::new(req.into_body(), max).collect(),
+    )
+    .await
+    {
         Ok(Ok(b)) => b.to_bytes(),
         Ok(Err(_)) => {
             AdapterStats::inc(&stats.webhooks_too_large);
@@ -232,7 +244,11 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
             return reply(StatusCode::REQUEST_TIMEOUT, "body too slow\n");
         }
     };
-    let name = if route == 0 { jamf::NAME } else { micromdm::NAME };
+    let name = if route == 0 {
+        jamf::NAME
+    } else {
+        micromdm::NAME
+    };
     let queued = match route {
         0 => match jamf::parse_webhook(&body, wall_clock_ns()) {
             Ok(Some(h)) => shared.routes.jamf.as_ref().map(|tx| tx.try_send(h).is_ok()),
@@ -240,7 +256,11 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
             Err(msg) => return malformed(stats, name, &msg),
         },
         _ => match micromdm::parse_webhook(&body) {
-            Ok(Some(h)) => shared.routes.micromdm.as_ref().map(|tx| tx.try_send(h).is_ok()),
+            Ok(Some(h)) => shared
+                .routes
+                .micromdm
+                .as_ref()
+                .map(|tx| tx.try_send(h).is_ok()),
             Ok(None) => None,
             Err(msg) => return malformed(stats, name, &msg),
         },
@@ -285,7 +305,12 @@ mod tests {
     #[test]
     fn credentials() {
         let s = Secret::new("s3cret".into());
-        let basic = |up: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(up));
+        let basic = |up: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(up)
+            )
+        };
         assert!(authorized(Some(b"Bearer s3cret"), &s));
         assert!(authorized(Some(basic("jamf:s3cret").as_bytes()), &s));
         assert!(authorized(Some(basic(":s3cret").as_bytes()), &s));
