@@ -404,4 +404,14 @@ mod tests {
         assert!(parse_webhook(b"{}", 1).is_err());
         assert!(parse_webhook(b"\xff", 1).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn webhook_parser_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+                                       kind in "[A-Za-z]{0,30}", id in "\\PC{0,12}", ts in proptest::prelude::any::<u64>()) {
+            let _ = parse_webhook(&bytes, ts);
+            let body = format!(r#"{{"webhook":{{"webhookEvent":{kind:?},"eventTimestamp":{ts}}},"event":{{"jssID":{id:?},"udid":{id:?}}}}}"#);
+            let _ = parse_webhook(body.as_bytes(), ts);
+        }
+    }
 }
