@@ -147,6 +147,7 @@ impl Correlator {
         r.put("nightjar.stats.flow_anomalies", json!(f.anomalies));
         r.put("nightjar.stats.ts_backwards", f.ts_backwards);
         r.put("nightjar.stats.unkeyed_packets", f.unkeyed_packets);
+        r.put("nightjar.stats.ip_reassembled", f.ip_reassembled);
         r.put("nightjar.stats.records.flow", self.flow_records);
         r.put("nightjar.stats.records.dns", self.dns_records);
         r.put("nightjar.stats.dhcp_messages", self.dhcp_messages);
