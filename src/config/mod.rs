@@ -150,6 +150,16 @@ struct RawMdm {
     catalog: Option<String>,
     jamf: Option<RawJamf>,
     intune: Option<RawIntune>,
+    webhook: Option<RawWebhook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    listen: String,
+    secret_file: String,
+    #[serde(default)]
+    micromdm: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -240,6 +250,16 @@ pub struct MdmConfig {
     pub catalog: Option<PathBuf>,
     pub jamf: Option<JamfConfig>,
     pub intune: Option<IntuneConfig>,
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// The webhook receiver (`[mdm.webhook]`): Jamf Pro webhooks when `[mdm.jamf]` is set,
+/// MicroMDM/NanoMDM webhooks when `micromdm = true`.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub listen: SocketAddr,
+    pub secret_file: PathBuf,
+    pub micromdm: bool,
 }
 
 /// An API base URL: `https://`, or `http://` to a loopback address (tests).
@@ -453,6 +473,19 @@ impl Config {
                 poll_interval: poll("mdm.intune.poll_interval", &i.poll_interval)?,
             }),
         };
+        let webhook = match &raw.mdm.webhook {
+            None => None,
+            Some(w) => Some(WebhookConfig {
+                listen: w.listen.parse().map_err(|_| {
+                    invalid(
+                        "mdm.webhook.listen",
+                        format!("{:?} is not an address:port", w.listen),
+                    )
+                })?,
+                secret_file: PathBuf::from(nonempty("mdm.webhook.secret_file", &w.secret_file)?),
+                micromdm: w.micromdm,
+            }),
+        };
         let opt_path =
             |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(PathBuf::from);
 
@@ -474,6 +507,7 @@ impl Config {
                 catalog: opt_path(&raw.mdm.catalog),
                 jamf,
                 intune,
+                webhook,
             },
             identity_feed: opt_path(&raw.identity.feed),
         })
@@ -490,6 +524,7 @@ mod tests {
         let c = Config::parse(text, "example").unwrap();
         assert_eq!(c.capture.workers, 2);
         assert!(c.mdm.jamf.is_some() && c.mdm.intune.is_some());
+        assert!(c.mdm.webhook.is_some_and(|w| w.micromdm));
     }
 
     #[test]
@@ -507,6 +542,8 @@ mod tests {
             ("[flow]\nudp_timeout = \"0s\"", "flow.udp_timeout"),
             ("[flow]\nudp_timeout = \"10\"", "flow.udp_timeout"),
             ("[metrics]\nlisten = \"nowhere\"", "metrics.listen"),
+            ("[mdm.webhook]\nlisten = \"x\"\nsecret_file = \"/f\"", "mdm.webhook.listen"),
+            ("[mdm.webhook]\nlisten = \"127.0.0.1:1\"\nsecret_file = \"\"", "mdm.webhook.secret_file"),
             ("[mdm.jamf]\nurl = \"http://example.com\"\nclient_id = \"x\"\nclient_secret_file = \"/f\"", "mdm.jamf.url"),
         ] {
             let e = Config::parse(text, "t").unwrap_err().to_string();

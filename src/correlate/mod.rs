@@ -6,6 +6,7 @@
 
 pub mod dns_cache;
 
+use crate::mdm::{Catalog, LifecycleEvent};
 use crate::observation::Observation;
 use crate::output::records::{dns_record, flow_record};
 use crate::output::{Record, Sink, SinkError};
@@ -36,6 +37,10 @@ pub struct Correlator {
     flow_records: u64,
     dns_records: u64,
     dhcp_messages: u64,
+    /// Lifecycle events (`--events`), sorted by `ts` then id; read by detection.
+    mdm_events: Vec<LifecycleEvent>,
+    /// The app catalog (`--catalog`); read by attribution and detection.
+    catalog: Option<Catalog>,
 }
 
 impl Correlator {
@@ -46,7 +51,31 @@ impl Correlator {
             flow_records: 0,
             dns_records: 0,
             dhcp_messages: 0,
+            mdm_events: Vec::new(),
+            catalog: None,
         }
+    }
+
+    /// Hands the correlator the lifecycle events and the app catalog.
+    pub fn with_mdm(
+        mut self,
+        mut events: Vec<LifecycleEvent>,
+        catalog: Option<Catalog>,
+    ) -> Correlator {
+        events.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.id.cmp(&b.id)));
+        self.mdm_events = events;
+        self.catalog = catalog;
+        self
+    }
+
+    /// The lifecycle events, sorted by `ts`.
+    pub fn mdm_events(&self) -> &[LifecycleEvent] {
+        &self.mdm_events
+    }
+
+    /// The app catalog, when one was loaded.
+    pub fn catalog(&self) -> Option<&Catalog> {
+        self.catalog.as_ref()
     }
 
     pub fn handle(&mut self, obs: Observation, sink: &mut Sink) -> Result<(), SinkError> {
@@ -122,6 +151,11 @@ impl Correlator {
         r.put("nightjar.stats.records.flow", self.flow_records);
         r.put("nightjar.stats.records.dns", self.dns_records);
         r.put("nightjar.stats.dhcp_messages", self.dhcp_messages);
+        r.put("nightjar.stats.mdm.events", self.mdm_events.len());
+        r.put(
+            "nightjar.stats.mdm.catalog_apps",
+            self.catalog.as_ref().map_or(0, |c| c.apps().len()),
+        );
         r.put("nightjar.stats.dns_cache.entries", self.dns.len());
         r.put("nightjar.stats.dns_cache.evicted", self.dns.evicted);
         r.put("nightjar.stats.elapsed_seconds", secs);
