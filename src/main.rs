@@ -25,6 +25,12 @@ struct Cli {
 enum Command {
     /// Replay pcap/pcapng files (in order, as one stream; "-" reads stdin) and write JSON-lines records.
     Replay(ReplayArgs),
+    /// Capture live on the configured interfaces until SIGTERM/SIGINT (foreground; also under systemd).
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, default_value = "/etc/nightjar/nightjar.toml")]
+        config: PathBuf,
+    },
     /// Validate a configuration file and print what is wrong, one line each.
     CheckConfig {
         /// Configuration file (TOML).
@@ -60,6 +66,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => run_replay(args),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Run { config } => run_daemon(&config),
     };
     match result {
         Ok(code) => code,
@@ -83,6 +90,12 @@ fn check_config(path: &std::path::Path) -> Result<ExitCode> {
     } else {
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn run_daemon(path: &std::path::Path) -> Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    nightjar::daemon::run(&cfg)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
