@@ -137,6 +137,21 @@ impl Endpoint {
 
         family(
             &mut out,
+            "nightjar_worker_packets_total",
+            "counter",
+            "Frames each capture worker (fanout member) received.",
+        );
+        for w in &snap {
+            let _ = writeln!(
+                out,
+                "nightjar_worker_packets_total{{interface=\"{}\",worker=\"{}\"}} {}",
+                escape(&w.interface),
+                w.worker,
+                w.data.frames
+            );
+        }
+        family(
+            &mut out,
             "nightjar_queue_drops_total",
             "counter",
             "Items dropped because the next stage's queue was full, by stage.",

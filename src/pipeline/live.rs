@@ -57,6 +57,8 @@ pub const CLOCK_SLACK_NS: u64 = 200_000_000;
 #[derive(Clone, Debug, Default)]
 pub struct WorkerSnapshot {
     pub interface: String,
+    /// Worker index within the interface.
+    pub worker: usize,
     /// Frames, bytes and decode anomalies.
     pub data: DataPlaneStats,
     pub flows: FlowStats,
@@ -93,6 +95,7 @@ impl LiveState {
                     .iter()
                     .map(|h| WorkerSnapshot {
                         interface: h.interface.clone(),
+                        worker: h.worker,
                         beat: Some(Instant::now()),
                         ..Default::default()
                     })
