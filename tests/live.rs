@@ -202,7 +202,12 @@ struct Daemon {
 
 impl Daemon {
     fn start(ns: &Netns, config: &Path) -> Daemon {
+        Daemon::start_with(ns, config, &[])
+    }
+
+    fn start_with(ns: &Netns, config: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new("ip")
+            .envs(env.iter().copied())
             .args(["netns", "exec", &ns.rx_ns, bin(), "run", "--config"])
             .arg(config)
             .stdin(Stdio::null())
@@ -572,4 +577,85 @@ fn sighup_after_mv_continues_into_a_new_file() {
         s["flows"]["created"].as_u64().unwrap(),
         (flows(&old).len() + flows(&new).len()) as u64
     );
+}
+
+#[test]
+fn drops_to_the_configured_user_without_capabilities() {
+    let test = "drops_to_the_configured_user_without_capabilities";
+    if !can_run(test) {
+        return;
+    }
+    let Some(nobody) = std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .and_then(|l| l.split(':').nth(2).map(str::to_string))
+    else {
+        return eprintln!("SKIPPED {test}: no user \"nobody\" to switch to");
+    };
+    let ns = Netns::new("p");
+    let cfg = ns.config(2, LONG_TIMEOUTS);
+    let text = std::fs::read_to_string(&cfg).unwrap() + "[daemon]\nuser = \"nobody\"\n";
+    std::fs::write(&cfg, text).unwrap();
+    // The unprivileged user writes the output and the state.
+    sh(&["chown", "-R", &nobody, ns.dir.to_str().unwrap()]);
+    let d = Daemon::start(&ns, &cfg);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l[name.len()..].split_whitespace().collect::<Vec<_>>())
+            .unwrap()
+    };
+    assert!(field("Uid:").iter().all(|u| *u == nobody), "{status}");
+    for set in ["CapEff:", "CapPrm:", "CapInh:", "CapAmb:", "CapBnd:"] {
+        assert_eq!(field(set), ["0000000000000000"], "{set} {status}");
+    }
+    assert_eq!(field("NoNewPrivs:"), ["1"]);
+    // Capture still works on the sockets opened before the switch.
+    wait_child(ns.replay(&[repo().join("pcaps/demo.pcap")], &["--topspeed"]));
+    let iface = format!("{{interface=\"{}\"}}", ns.rx_if);
+    metrics_when(&ns, &format!("nightjar_packets_total{iface}"), 47.0);
+    let (st, log) = d.stop();
+    assert!(st.success(), "{log:?}");
+    assert!(flows(&read_records(&ns.out())).len() >= 5);
+}
+
+#[test]
+fn tells_systemd_ready_and_feeds_the_watchdog() {
+    let test = "tells_systemd_ready_and_feeds_the_watchdog";
+    if !can_run(test) {
+        return;
+    }
+    let ns = Netns::new("n");
+    let cfg = ns.config(1, LONG_TIMEOUTS);
+    let sock_path = ns.dir.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(LIMIT)).unwrap();
+    let d = Daemon::start_with(
+        &ns,
+        &cfg,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
+    );
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !got.iter().any(|m: &String| m == "WATCHDOG=1") {
+        let n = sock.recv(&mut buf).expect("a notification from nightjar");
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(
+        got[0].starts_with("READY=1\nSTATUS=capturing on "),
+        "{got:?}"
+    );
+    let (status, _) = d.stop();
+    assert!(status.success());
+    let mut last = String::new();
+    while last != "STOPPING=1" {
+        let n = sock.recv(&mut buf).expect("STOPPING=1 from nightjar");
+        last = String::from_utf8_lossy(&buf[..n]).into_owned();
+    }
 }

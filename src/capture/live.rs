@@ -275,3 +275,25 @@ fn join_fanout(fd: libc::c_int, group: Option<u16>) -> std::io::Result<u16> {
 pub fn interface_exists(name: &str) -> bool {
     !name.contains('/') && std::path::Path::new("/sys/class/net").join(name).exists()
 }
+
+/// Compiles `filter` for the interface's link type without opening it (no
+/// privileges needed): what `nightjar check-config` uses.
+pub fn check_filter(interface: &str, filter: &str) -> Result<(), String> {
+    if filter.is_empty() {
+        return Ok(());
+    }
+    // ARPHRD_ETHER is 1; tun/wg and other raw-IP devices report something else.
+    let arphrd = std::fs::read_to_string(format!("/sys/class/net/{interface}/type"))
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        .unwrap_or(1);
+    let lt = if arphrd == 1 {
+        ::pcap::Linktype::ETHERNET
+    } else {
+        ::pcap::Linktype(12)
+    };
+    let dead = ::pcap::Capture::dead(lt).map_err(|e| e.to_string())?;
+    dead.compile(filter, true)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
