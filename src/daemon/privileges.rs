@@ -15,6 +15,11 @@
 //! made when a socket is created). [`effective_capabilities`] reads
 //! `/proc/self/status` so callers and tests can verify the result.
 //!
+//! Credentials set by raw syscalls (`capset`, `prctl`) belong to the calling
+//! thread: [`drop_privileges`] must run before any other thread is started,
+//! so every thread inherits the dropped state (the daemon calls it before it
+//! starts its runtime and data-plane threads).
+//!
 //! Unsafe code: each libc call below has a SAFETY comment; all take plain
 //! integers or pointers to locals that outlive the call.
 
