@@ -6,15 +6,16 @@
 # rate tcpreplay achieved, the frames nightjar counted, and the drops (kernel
 # ring, interface, correlator queue). A run is "no drops" when nightjar counted
 # every frame sent and every drop counter is 0; quote the highest such rate.
-# Needs root, iproute2, tcpreplay.
-# Usage: bench/live.sh [LOOPS [RATE...]]   RATE: packets/s for --pps, or "top"
+# IMMEDIATE=true runs with capture.immediate_mode (TPACKET_V2: one ring slot
+# per snaplen, far fewer frames in the same buffer). Needs root, iproute2, tcpreplay.
+# Usage: [CORPUS=DIR] bench/live.sh [LOOPS [RATE...]]   RATE: packets/s for --pps, or "top"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 loops=${1:-20}
 shift || true
 rates=("$@")
 [ ${#rates[@]} -gt 0 ] || rates=(50000 100000 200000 400000 top)
-corpus=../shared/corpus
+corpus=${CORPUS:-../shared/corpus}
 cargo build --release --quiet
 bin=$PWD/target/release/nightjar
 
@@ -49,13 +50,14 @@ scrape() { # metric name (with labels) → value
         awk -v k="$1" '$1 == k { print $2 }'
 }
 
-echo "inputs: ${#files[@]} Ethernet captures x $loops loops; cpus: $(nproc)"
+echo "inputs: ${#files[@]} Ethernet captures x $loops loops; immediate_mode=${IMMEDIATE:-false}; cpus: $(nproc); load: $(cut -d" " -f1-3 /proc/loadavg)"
 for w in 1 2; do
     for rate in "${rates[@]}"; do
         cat >"$dir/n.toml" <<EOF
 [capture]
 interfaces = ["$rxif"]
 workers = $w
+immediate_mode = ${IMMEDIATE:-false}
 [output]
 path = "$dir/out.json"
 [state]

@@ -78,7 +78,7 @@ impl Default for RawCapture {
             snaplen: 65535,
             buffer_size: 64 << 20,
             promisc: false,
-            immediate_mode: true,
+            immediate_mode: false,
         }
     }
 }
