@@ -30,6 +30,12 @@ enum Command {
         #[command(subcommand)]
         command: MdmCommand,
     },
+    /// Capture live on the configured interfaces until SIGTERM/SIGINT (foreground; also under systemd).
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, default_value = "/etc/nightjar/nightjar.toml")]
+        config: PathBuf,
+    },
     /// Validate a configuration file and print what is wrong, one line each.
     CheckConfig {
         /// Configuration file (TOML).
@@ -88,6 +94,7 @@ fn main() -> ExitCode {
             command: MdmCommand::Sync { config, output },
         } => mdm_sync(&config, output.as_deref()),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Run { config } => run_daemon(&config),
     };
     match result {
         Ok(code) => code,
@@ -150,6 +157,12 @@ fn mdm_sync(config: &std::path::Path, output: Option<&std::path::Path>) -> Resul
         "nightjar: mdm sync: {} devices, {apps} apps",
         inv.devices().len()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_daemon(path: &std::path::Path) -> Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    nightjar::daemon::run(&cfg)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -48,6 +48,13 @@ struct Raw {
     metrics: RawMetrics,
     mdm: RawMdm,
     identity: RawIdentity,
+    daemon: RawDaemon,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDaemon {
+    user: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +65,8 @@ struct RawCapture {
     bpf: String,
     snaplen: u64,
     buffer_size: u64,
+    promisc: bool,
+    immediate_mode: bool,
 }
 
 impl Default for RawCapture {
@@ -68,6 +77,8 @@ impl Default for RawCapture {
             bpf: String::new(),
             snaplen: 65535,
             buffer_size: 64 << 20,
+            promisc: false,
+            immediate_mode: false,
         }
     }
 }
@@ -219,6 +230,9 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     pub mdm: MdmConfig,
     pub identity_feed: Option<PathBuf>,
+    /// `[daemon] user`: the account `nightjar run` switches to after opening
+    /// capture (None: stay the invoking user, still dropping capabilities).
+    pub daemon_user: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -228,6 +242,8 @@ pub struct CaptureConfig {
     pub bpf: String,
     pub snaplen: u32,
     pub buffer_size: u32,
+    pub promisc: bool,
+    pub immediate_mode: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -496,6 +512,8 @@ impl Config {
                 bpf: c.bpf.clone(),
                 snaplen,
                 buffer_size,
+                promisc: c.promisc,
+                immediate_mode: c.immediate_mode,
             },
             flow,
             output,
@@ -510,6 +528,10 @@ impl Config {
                 webhook,
             },
             identity_feed: opt_path(&raw.identity.feed),
+            daemon_user: {
+                let u = raw.daemon.user.trim();
+                (!u.is_empty()).then(|| u.to_string())
+            },
         })
     }
 }

@@ -215,6 +215,20 @@ impl Shard {
         }
     }
 
+    /// Advances the shard clock to `now_ns` without a packet and sweeps idle
+    /// flows (live capture on a quiet link: time still passes). A clock older
+    /// than the shard's is ignored, so packet time stays monotonic.
+    pub fn advance(&mut self, now_ns: u64, out: &mut Vec<Observation>) {
+        if now_ns <= self.now_ns {
+            return;
+        }
+        self.now_ns = now_ns;
+        if now_ns >= self.next_sweep_ns {
+            self.sweep(out);
+            self.next_sweep_ns = now_ns.saturating_add(SWEEP_INTERVAL_NS);
+        }
+    }
+
     /// Processes one decoded packet at packet time `ts_ns`; finished flows and
     /// other observations are pushed to `out`.
     pub fn process(&mut self, ts_ns: u64, pkt: &Packet<'_>, out: &mut Vec<Observation>) {
