@@ -118,7 +118,10 @@ fn without_inventory_the_lease_still_gives_the_mac_but_no_device() {
         let id = &f["nightjar"]["device"]["identity"];
         assert_eq!(id["method"], "dhcp");
         assert_eq!(id["mac"], "3C-06-30-AA-BB-01");
-        assert!(id.get("private_mac").is_none(), "a universal MAC is not private");
+        assert!(
+            id.get("private_mac").is_none(),
+            "a universal MAC is not private"
+        );
     }
     assert_eq!(stats(&recs)["identity"]["flows_by_method"]["none"], 8);
 }
@@ -162,10 +165,16 @@ fn a_flow_without_sni_is_named_from_the_earlier_dns_answer() {
     let recs = replay(&[]);
     let tls = flows(&recs, CLIENT_A, 443);
     let first = tls[0];
-    assert!(first["tls"]["client"].get("server_name").is_none(), "{first}");
+    assert!(
+        first["tls"]["client"].get("server_name").is_none(),
+        "{first}"
+    );
     assert_eq!(first["destination"]["domain"], "app.example.test");
     assert_eq!(first["nightjar"]["flow"]["domain_source"], "dns");
-    assert_eq!(first["nightjar"]["dns"]["names"][0]["name"], "app.example.test");
+    assert_eq!(
+        first["nightjar"]["dns"]["names"][0]["name"],
+        "app.example.test"
+    );
     // The second flow has SNI, which wins.
     assert_eq!(tls[1]["destination"]["domain"], "api.example.test");
     assert_eq!(tls[1]["nightjar"]["flow"]["domain_source"], "sni");
@@ -208,7 +217,13 @@ fn a_bad_feed_line_is_one_error_naming_the_line() {
     .unwrap();
     let capture = path(CAPTURE);
     let out = run(
-        &["replay", "--quiet", "--identity", feed.to_str().unwrap(), &capture],
+        &[
+            "replay",
+            "--quiet",
+            "--identity",
+            feed.to_str().unwrap(),
+            &capture,
+        ],
         LIMIT,
     );
     assert!(!out.status.success());

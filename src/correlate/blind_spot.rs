@@ -117,14 +117,10 @@ pub fn classify(f: &FlowFacts<'_>) -> Option<BlindSpot> {
     if f.name.is_some_and(|n| name_in(n, PRIVATE_RELAY_NAMES)) {
         return Some(BlindSpot::PrivateRelay);
     }
-    if f.alpn.iter().any(|a| a == "doq")
-        || (f.proto == 17 && f.server_port == DNS_ENCRYPTED_PORT)
-    {
+    if f.alpn.iter().any(|a| a == "doq") || (f.proto == 17 && f.server_port == DNS_ENCRYPTED_PORT) {
         return Some(BlindSpot::Doq);
     }
-    if f.alpn.iter().any(|a| a == "dot")
-        || (f.proto == 6 && f.server_port == DNS_ENCRYPTED_PORT)
-    {
+    if f.alpn.iter().any(|a| a == "dot") || (f.proto == 6 && f.server_port == DNS_ENCRYPTED_PORT) {
         return Some(BlindSpot::Dot);
     }
     if f.server_port == 443
@@ -140,7 +136,13 @@ pub fn classify(f: &FlowFacts<'_>) -> Option<BlindSpot> {
 mod tests {
     use super::*;
 
-    fn facts<'a>(proto: u8, ip: &str, port: u16, name: Option<&'a str>, alpn: &'a [String]) -> FlowFacts<'a> {
+    fn facts<'a>(
+        proto: u8,
+        ip: &str,
+        port: u16,
+        name: Option<&'a str>,
+        alpn: &'a [String],
+    ) -> FlowFacts<'a> {
         FlowFacts {
             proto,
             server_ip: ip.parse().unwrap(),
@@ -164,12 +166,36 @@ mod tests {
         assert_eq!(c(facts(6, "10.0.0.1", 853, None, none)), Some("dot"));
         assert_eq!(c(facts(17, "10.0.0.1", 853, None, none)), Some("doq"));
         assert_eq!(c(facts(6, "1.1.1.1", 443, None, none)), Some("doh"));
-        assert_eq!(c(facts(17, "2606:4700:4700::1111", 443, None, none)), Some("doh"));
-        assert_eq!(c(facts(6, "10.0.0.1", 443, Some("mozilla.cloudflare-dns.com"), none)), Some("doh"));
-        assert_eq!(c(facts(17, "10.0.0.1", 443, Some("MASK.icloud.com"), none)), Some("private_relay"));
-        assert_eq!(c(facts(6, "10.0.0.1", 443, Some("mask-h2.icloud.com."), none)), Some("private_relay"));
-        assert_eq!(c(facts(6, "10.0.0.1", 443, Some("notmask.icloud.com"), none)), None);
-        assert_eq!(c(facts(6, "10.0.0.1", 443, Some("xcloudflare-dns.com"), none)), None);
+        assert_eq!(
+            c(facts(17, "2606:4700:4700::1111", 443, None, none)),
+            Some("doh")
+        );
+        assert_eq!(
+            c(facts(
+                6,
+                "10.0.0.1",
+                443,
+                Some("mozilla.cloudflare-dns.com"),
+                none
+            )),
+            Some("doh")
+        );
+        assert_eq!(
+            c(facts(17, "10.0.0.1", 443, Some("MASK.icloud.com"), none)),
+            Some("private_relay")
+        );
+        assert_eq!(
+            c(facts(6, "10.0.0.1", 443, Some("mask-h2.icloud.com."), none)),
+            Some("private_relay")
+        );
+        assert_eq!(
+            c(facts(6, "10.0.0.1", 443, Some("notmask.icloud.com"), none)),
+            None
+        );
+        assert_eq!(
+            c(facts(6, "10.0.0.1", 443, Some("xcloudflare-dns.com"), none)),
+            None
+        );
         assert_eq!(c(facts(6, "1.1.1.1", 80, None, none)), None);
         let doq = ["doq".to_string()];
         assert_eq!(c(facts(17, "10.0.0.1", 8853, None, &doq)), Some("doq"));

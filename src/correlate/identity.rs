@@ -781,8 +781,7 @@ impl IdentityTable {
                 return;
             };
             if m.message_type == Some(DhcpMessageType::Release) {
-                if !m.ciaddr.is_unspecified()
-                    && self.leases.end(m.ciaddr, ts_ns, |l| l.mac == mac)
+                if !m.ciaddr.is_unspecified() && self.leases.end(m.ciaddr, ts_ns, |l| l.mac == mac)
                 {
                     self.counters.dhcp_releases += 1;
                 }
@@ -829,7 +828,8 @@ impl IdentityTable {
             mac,
             client: Arc::new(client),
         };
-        self.leases.assign(ip, ts_ns, until, lease, |l| l.mac == mac);
+        self.leases
+            .assign(ip, ts_ns, until, lease, |l| l.mac == mac);
     }
 
     fn remember_client(&mut self, mac: [u8; 6], info: DhcpClient) {
@@ -905,10 +905,7 @@ impl IdentityTable {
         // 1. The feed, by address, then by the frame's MAC.
         let feed_hits = [
             (self.feed_ip.at(&ip, at), "ip"),
-            (
-                frame_mac.and_then(|m| self.feed_mac.at(&m, at)),
-                "mac",
-            ),
+            (frame_mac.and_then(|m| self.feed_mac.at(&m, at)), "mac"),
         ];
         for (claim, key) in feed_hits {
             let Some(c) = claim else { continue };
@@ -1129,8 +1126,10 @@ mod tests {
         assert_eq!(e.ip, ip("10.8.0.6"));
         assert_eq!(e.ts_ns, 1_714_557_600 * S);
         assert_eq!(e.user.as_deref(), Some("alice"));
-        let e = parse_feed_line(r#"{"ts":1714557600.5,"ip":"fd00::6","source":"wg","event":"release"}"#)
-            .unwrap();
+        let e = parse_feed_line(
+            r#"{"ts":1714557600.5,"ip":"fd00::6","source":"wg","event":"release"}"#,
+        )
+        .unwrap();
         assert!(e.release);
         assert_eq!(e.ts_ns, 1_714_557_600 * S + S / 2);
         for (bad, want) in [
@@ -1138,9 +1137,18 @@ mod tests {
             (r#"{"ts":1,"ip":"10.0.0.1"}"#, "source"),
             (r#"{"ts":true,"ip":"10.0.0.1","source":"s"}"#, "ts must be"),
             (r#"{"ts":1,"ip":"10.0.0.1","source":"s","mac":"zz"}"#, "MAC"),
-            (r#"{"ts":1,"ip":"10.0.0.1","source":"s","extra":1}"#, "unknown field"),
-            (r#"{"ts":1,"ip":"10.0.0.1","source":"s","device_id":""}"#, "empty"),
-            (r#"{"ts":1,"ip":"10.0.0.1","source":"s","event":"up"}"#, "event"),
+            (
+                r#"{"ts":1,"ip":"10.0.0.1","source":"s","extra":1}"#,
+                "unknown field",
+            ),
+            (
+                r#"{"ts":1,"ip":"10.0.0.1","source":"s","device_id":""}"#,
+                "empty",
+            ),
+            (
+                r#"{"ts":1,"ip":"10.0.0.1","source":"s","event":"up"}"#,
+                "event",
+            ),
             ("not json", "expected"),
         ] {
             let e = parse_feed_line(bad).unwrap_err();
@@ -1151,7 +1159,9 @@ mod tests {
     #[test]
     fn feed_file_error_names_the_line() {
         let text = "# comment\n{\"ts\":1,\"ip\":\"10.0.0.1\",\"source\":\"s\"}\n\n{\"ts\":2,\"ip\":\"nope\",\"source\":\"s\"}\n";
-        let e = read_feed(text.as_bytes(), "feed.ndjson").unwrap_err().to_string();
+        let e = read_feed(text.as_bytes(), "feed.ndjson")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("feed.ndjson:4: "), "{e}");
         let long = format!("{}\n", "x".repeat(MAX_FEED_LINE_BYTES + 10));
         let e = read_feed(long.as_bytes(), "f").unwrap_err().to_string();
@@ -1197,8 +1207,16 @@ mod tests {
     #[test]
     fn dhcp_lease_then_inventory_by_time() {
         let mut t = IdentityTable::new(Some(inventory()), &[]);
-        t.apply_dhcp(9 * S, Some(MAC_A), &request("3c:06:30:aa:bb:01", "Janes-iPad"));
-        t.apply_dhcp(10 * S, None, &ack("10.0.0.5", "3c:06:30:aa:bb:01", Some(60)));
+        t.apply_dhcp(
+            9 * S,
+            Some(MAC_A),
+            &request("3c:06:30:aa:bb:01", "Janes-iPad"),
+        );
+        t.apply_dhcp(
+            10 * S,
+            None,
+            &ack("10.0.0.5", "3c:06:30:aa:bb:01", Some(60)),
+        );
         let before = t.resolve(ip("10.0.0.5"), None, 9 * S);
         assert_eq!(before.device_id, None);
         let id = t.resolve(ip("10.0.0.5"), Some(MAC_A), 11 * S);
@@ -1215,7 +1233,11 @@ mod tests {
         // The lease ended after 60 s.
         assert_eq!(t.resolve(ip("10.0.0.5"), None, 71 * S).device_id, None);
         // A renewal extends it.
-        t.apply_dhcp(40 * S, None, &ack("10.0.0.5", "3c:06:30:aa:bb:01", Some(60)));
+        t.apply_dhcp(
+            40 * S,
+            None,
+            &ack("10.0.0.5", "3c:06:30:aa:bb:01", Some(60)),
+        );
         assert!(t.resolve(ip("10.0.0.5"), None, 71 * S).device_id.is_some());
         // A release ends it.
         let mut rel = request("3c:06:30:aa:bb:01", "Janes-iPad");
@@ -1231,9 +1253,15 @@ mod tests {
     fn feed_wins_from_its_ts_on() {
         let mut t = IdentityTable::new(Some(inventory()), &[]);
         t.apply_dhcp(10 * S, None, &ack("10.0.0.5", "3c:06:30:aa:bb:01", None));
-        let e = parse_feed_line(r#"{"ts":20,"ip":"10.0.0.5","serial":"SER-B","user":"bob","source":"radius"}"#).unwrap();
+        let e = parse_feed_line(
+            r#"{"ts":20,"ip":"10.0.0.5","serial":"SER-B","user":"bob","source":"radius"}"#,
+        )
+        .unwrap();
         t.apply_feed(&e);
-        assert_eq!(t.resolve(ip("10.0.0.5"), None, 15 * S).device_id.as_deref(), Some("dev-a"));
+        assert_eq!(
+            t.resolve(ip("10.0.0.5"), None, 15 * S).device_id.as_deref(),
+            Some("dev-a")
+        );
         let id = t.resolve(ip("10.0.0.5"), None, 25 * S);
         assert_eq!(id.device_id.as_deref(), Some("dev-b"));
         assert_eq!(id.method, Method::Feed);
@@ -1241,9 +1269,14 @@ mod tests {
         assert_eq!(id.user.as_deref(), Some("bob"));
         assert_eq!(id.feed_source.as_deref(), Some("radius"));
         // Released: back to the lower-trust source (the lease).
-        let rel = parse_feed_line(r#"{"ts":30,"ip":"10.0.0.5","source":"radius","event":"release"}"#).unwrap();
+        let rel =
+            parse_feed_line(r#"{"ts":30,"ip":"10.0.0.5","source":"radius","event":"release"}"#)
+                .unwrap();
         t.apply_feed(&rel);
-        assert_eq!(t.resolve(ip("10.0.0.5"), None, 35 * S).device_id.as_deref(), Some("dev-a"));
+        assert_eq!(
+            t.resolve(ip("10.0.0.5"), None, 35 * S).device_id.as_deref(),
+            Some("dev-a")
+        );
     }
 
     #[test]
@@ -1284,10 +1317,18 @@ mod tests {
         let listener = FeedListener::bind(&path, tx).unwrap();
         {
             let mut c = std::os::unix::net::UnixStream::connect(&path).unwrap();
-            writeln!(c, r#"{{"ts":5,"ip":"10.8.0.2","device_id":"dev-a","source":"strongswan"}}"#).unwrap();
+            writeln!(
+                c,
+                r#"{{"ts":5,"ip":"10.8.0.2","device_id":"dev-a","source":"strongswan"}}"#
+            )
+            .unwrap();
             writeln!(c, "garbage").unwrap();
             writeln!(c, "{}", "y".repeat(MAX_FEED_LINE_BYTES * 2)).unwrap();
-            writeln!(c, r#"{{"ts":6,"ip":"10.8.0.2","source":"strongswan","event":"release"}}"#).unwrap();
+            writeln!(
+                c,
+                r#"{{"ts":6,"ip":"10.8.0.2","source":"strongswan","event":"release"}}"#
+            )
+            .unwrap();
         }
         let a = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         let b = rx.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -1299,5 +1340,37 @@ mod tests {
         assert_eq!(stats.bad_lines.load(Ordering::SeqCst), 2);
         assert!(!path.exists(), "socket file removed");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn feed_parsing_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let _ = read_feed(&bytes[..], "fuzz");
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                let _ = parse_feed_line(text);
+            }
+        }
+
+        #[test]
+        fn bindings_stay_sorted_disjoint_and_bounded(
+            ops in proptest::collection::vec((0u64..100, 1u64..50, 0u32..4, proptest::bool::ANY), 0..40)
+        ) {
+            let mut h: History<u32> = History::default();
+            for (from, len, v, end) in ops {
+                if end {
+                    h.end(from, |_| true);
+                } else {
+                    h.assign(from, from + len, v, |x| *x == v);
+                }
+                proptest::prop_assert!(h.bindings.len() <= MAX_BINDINGS_PER_KEY);
+                for w in h.bindings.windows(2) {
+                    proptest::prop_assert!(w[0].from_ns < w[1].from_ns);
+                    proptest::prop_assert!(w[0].until_ns <= w[1].from_ns);
+                }
+                for b in &h.bindings {
+                    proptest::prop_assert!(b.from_ns <= b.until_ns);
+                }
+            }
+        }
     }
 }

@@ -225,15 +225,27 @@ impl Correlator {
         r.put("nightjar.stats.identity.dhcp_leases", c.dhcp_leases);
         r.put("nightjar.stats.identity.dhcp_releases", c.dhcp_releases);
         r.put("nightjar.stats.identity.dhcp_ignored", c.dhcp_ignored);
-        r.put("nightjar.stats.identity.flows_by_method", json!(c.flows_by_method));
+        r.put(
+            "nightjar.stats.identity.flows_by_method",
+            json!(c.flows_by_method),
+        );
         r.put("nightjar.stats.identity.unknown_flows", c.unknown_flows);
-        r.put("nightjar.stats.identity.unknown_untracked", c.unknown_untracked);
-        r.put("nightjar.stats.identity.private_mac_flows", c.private_mac_flows);
+        r.put(
+            "nightjar.stats.identity.unknown_untracked",
+            c.unknown_untracked,
+        );
+        r.put(
+            "nightjar.stats.identity.private_mac_flows",
+            c.private_mac_flows,
+        );
         for (name, v) in self.identity.sizes() {
             r.put(&format!("nightjar.stats.identity.{name}"), v);
         }
         r.put("nightjar.stats.blind_spots", json!(self.blind_spots));
-        r.put("nightjar.stats.blind_spots_untracked", self.blind_spots_untracked);
+        r.put(
+            "nightjar.stats.blind_spots_untracked",
+            self.blind_spots_untracked,
+        );
         r.put("nightjar.stats.elapsed_seconds", secs);
         r.put(
             "nightjar.stats.packets_per_second",

@@ -122,13 +122,19 @@ pub fn flow_record(f: &FlowSummary, ctx: &FlowContext) -> Value {
 fn put_identity(r: &mut Record, id: &Identity) {
     r.put_opt("device.id", id.device_id.clone());
     r.put("nightjar.device.identity.method", id.method.as_str());
-    r.put("nightjar.device.identity.confidence", id.confidence.as_str());
+    r.put(
+        "nightjar.device.identity.confidence",
+        id.confidence.as_str(),
+    );
     r.put("nightjar.device.identity.matched_on", json!(id.matched_on));
     r.put_opt("nightjar.device.identity.mac", id.mac.as_ref().map(mac));
     if id.private_mac {
         r.put("nightjar.device.identity.private_mac", true);
     }
-    r.put_opt("nightjar.device.identity.feed_source", id.feed_source.clone());
+    r.put_opt(
+        "nightjar.device.identity.feed_source",
+        id.feed_source.clone(),
+    );
     r.put_opt("user.name", id.user.clone());
     if let Some(d) = &id.dhcp {
         r.put_opt("nightjar.device.dhcp.hostname", d.hostname.clone());
