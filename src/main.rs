@@ -25,11 +25,36 @@ struct Cli {
 enum Command {
     /// Replay pcap/pcapng files (in order, as one stream; "-" reads stdin) and write JSON-lines records.
     Replay(ReplayArgs),
+    /// MDM adapters: one-shot operations against the configured MDM APIs.
+    Mdm {
+        #[command(subcommand)]
+        command: MdmCommand,
+    },
+    /// Capture live on the configured interfaces until SIGTERM/SIGINT (foreground; also under systemd).
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, default_value = "/etc/nightjar/nightjar.toml")]
+        config: PathBuf,
+    },
     /// Validate a configuration file and print what is wrong, one line each.
     CheckConfig {
         /// Configuration file (TOML).
         #[arg(long, default_value = "/etc/nightjar/nightjar.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum MdmCommand {
+    /// Pull the inventory once from every configured MDM API ([mdm.jamf], [mdm.intune])
+    /// and write it in the --inventory JSON format.
+    Sync {
+        /// Configuration file (TOML).
+        #[arg(long, default_value = "/etc/nightjar/nightjar.toml")]
+        config: PathBuf,
+        /// Write the inventory to this file (replaced atomically) instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -58,6 +83,12 @@ struct ReplayArgs {
     /// Overrides `[identity] feed`.
     #[arg(long)]
     identity: Option<PathBuf>,
+    /// Lifecycle events (NDJSON, docs/mdm.md).
+    #[arg(long)]
+    events: Option<PathBuf>,
+    /// App catalog: a TOML/JSON file or a directory of them (docs/mdm.md).
+    #[arg(long)]
+    catalog: Option<PathBuf>,
     /// No progress line on stderr, even on a terminal.
     #[arg(long)]
     quiet: bool,
@@ -67,7 +98,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => run_replay(args),
+        Command::Mdm {
+            command: MdmCommand::Sync { config, output },
+        } => mdm_sync(&config, output.as_deref()),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Run { config } => run_daemon(&config),
     };
     match result {
         Ok(code) => code,
@@ -93,6 +128,52 @@ fn check_config(path: &std::path::Path) -> Result<ExitCode> {
     }
 }
 
+fn mdm_sync(config: &std::path::Path, output: Option<&std::path::Path>) -> Result<ExitCode> {
+    use nightjar::mdm::adapter::{run::sync_once, HttpOptions};
+    let cfg = Config::load(config)?;
+    anyhow::ensure!(
+        cfg.mdm.jamf.is_some() || cfg.mdm.intune.is_some(),
+        "{}: no [mdm.jamf] or [mdm.intune] section: nothing to sync",
+        config.display()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = rt
+        .block_on(sync_once(&cfg.mdm, &HttpOptions::default()))
+        .context("mdm sync failed")?;
+    let text = nightjar::mdm::inventory_to_json(&result.inventory);
+    match output {
+        Some(p) => nightjar::mdm::adapter::write_atomic(p, text.as_bytes())
+            .with_context(|| format!("{}: cannot write", p.display()))?,
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(text.as_bytes())?;
+        }
+    }
+    let inv = &result.inventory;
+    let apps: usize = inv.devices().iter().map(|d| inv.apps(&d.id).len()).sum();
+    let now = nightjar::mdm::adapter::wall_clock_ns();
+    for (name, stats) in &result.stats {
+        let s = stats.snapshot(now);
+        eprintln!(
+            "nightjar: mdm {name}: {} requests, {} retries, {} throttled, {} server errors, {} token fetches, {} devices skipped, {} apps skipped",
+            s.requests, s.retries, s.throttled, s.server_errors, s.token_fetches, s.devices_skipped, s.apps_skipped
+        );
+    }
+    eprintln!(
+        "nightjar: mdm sync: {} devices, {apps} apps",
+        inv.devices().len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_daemon(path: &std::path::Path) -> Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    nightjar::daemon::run(&cfg)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
     let mut cfg = match &args.config {
         Some(p) => Config::load(p)?,
@@ -109,6 +190,15 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
     if args.dns_records {
         cfg.output.dns_records = true;
     }
+    // MDM inputs are validated before any output is opened.
+    let events = match &args.events {
+        Some(p) => nightjar::mdm::load_events(p)?,
+        None => Vec::new(),
+    };
+    let catalog = match &args.catalog {
+        Some(p) => Some(nightjar::mdm::load_catalog(p)?),
+        None => None,
+    };
     // Replay writes to stdout unless told otherwise: the config's path is the daemon's.
     let out_path = match &args.output {
         Some(p) => OutputPath::File(p.clone()),
@@ -131,7 +221,8 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         inventory,
         static_identities: cfg.identity_static.clone(),
         feed,
-    });
+    })
+    .with_mdm(events, catalog);
     let opts = ReplayOptions {
         inputs: args.pcaps,
         workers: cfg.capture.workers,

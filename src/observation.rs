@@ -102,7 +102,7 @@ pub struct FlowSummary {
     pub profile: Profile,
     /// Frames of this flow cut short by the capture's snaplen.
     pub truncated_packets: u64,
-    /// IP fragments seen on this flow (first fragments carry the ports).
+    /// IP fragments this flow's packets were reassembled from.
     pub fragments: u64,
     pub app: AppSummary,
 }

@@ -14,6 +14,7 @@ pub mod blind_spot;
 pub mod dns_cache;
 pub mod identity;
 
+use crate::mdm::{Catalog, LifecycleEvent};
 use crate::observation::Observation;
 use crate::output::records::{dns_record, flow_record};
 use crate::output::{Record, Sink, SinkError};
@@ -70,6 +71,10 @@ pub struct Correlator {
     flow_records: u64,
     dns_records: u64,
     dhcp_messages: u64,
+    /// Lifecycle events (`--events`), sorted by `ts` then id; read by detection.
+    mdm_events: Vec<LifecycleEvent>,
+    /// The app catalog (`--catalog`); read by attribution and detection.
+    catalog: Option<Catalog>,
 }
 
 impl Correlator {
@@ -87,6 +92,8 @@ impl Correlator {
             flow_records: 0,
             dns_records: 0,
             dhcp_messages: 0,
+            mdm_events: Vec::new(),
+            catalog: None,
         }
     }
 
@@ -97,6 +104,28 @@ impl Correlator {
                 self.identity.apply_feed(&e);
             }
         }
+    }
+
+    /// Hands the correlator the lifecycle events and the app catalog.
+    pub fn with_mdm(
+        mut self,
+        mut events: Vec<LifecycleEvent>,
+        catalog: Option<Catalog>,
+    ) -> Correlator {
+        events.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.id.cmp(&b.id)));
+        self.mdm_events = events;
+        self.catalog = catalog;
+        self
+    }
+
+    /// The lifecycle events, sorted by `ts`.
+    pub fn mdm_events(&self) -> &[LifecycleEvent] {
+        &self.mdm_events
+    }
+
+    /// The app catalog, when one was loaded.
+    pub fn catalog(&self) -> Option<&Catalog> {
+        self.catalog.as_ref()
     }
 
     pub fn handle(&mut self, obs: Observation, sink: &mut Sink) -> Result<(), SinkError> {
@@ -214,9 +243,15 @@ impl Correlator {
         r.put("nightjar.stats.flow_anomalies", json!(f.anomalies));
         r.put("nightjar.stats.ts_backwards", f.ts_backwards);
         r.put("nightjar.stats.unkeyed_packets", f.unkeyed_packets);
+        r.put("nightjar.stats.ip_reassembled", f.ip_reassembled);
         r.put("nightjar.stats.records.flow", self.flow_records);
         r.put("nightjar.stats.records.dns", self.dns_records);
         r.put("nightjar.stats.dhcp_messages", self.dhcp_messages);
+        r.put("nightjar.stats.mdm.events", self.mdm_events.len());
+        r.put(
+            "nightjar.stats.mdm.catalog_apps",
+            self.catalog.as_ref().map_or(0, |c| c.apps().len()),
+        );
         r.put("nightjar.stats.dns_cache.entries", self.dns.len());
         r.put("nightjar.stats.dns_cache.evicted", self.dns.evicted);
         let c = &self.identity.counters;

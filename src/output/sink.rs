@@ -4,6 +4,9 @@
 //! output holds only complete lines: a reader never sees a partial record.
 //! Files are opened for append and never truncated; [`Sink::reopen`] starts
 //! writing to a fresh file at the same path (after logrotate moved the old one).
+//! A channel sink ([`Sink::channel`]) hands each flushed buffer of whole lines to
+//! another thread (the daemon's output thread), which appends them with
+//! [`Sink::write_lines`].
 
 use serde_json::Value;
 use std::fs::{File, OpenOptions};
@@ -25,6 +28,7 @@ pub enum SinkError {
 enum Target {
     Stdout(io::Stdout),
     File { path: PathBuf, file: File },
+    Channel(crossbeam_channel::Sender<Vec<u8>>),
 }
 
 pub struct Sink {
@@ -55,6 +59,27 @@ impl Sink {
         })
     }
 
+    /// A sink whose flushes send the buffered lines to `tx` (blocking while
+    /// the channel is full: the receiver is the output thread, not capture).
+    pub fn channel(tx: crossbeam_channel::Sender<Vec<u8>>) -> Sink {
+        Sink {
+            target: Target::Channel(tx),
+            buf: Vec::with_capacity(SINK_BUFFER_BYTES * 2),
+            records: 0,
+        }
+    }
+
+    /// Appends complete lines (each ending in `\n`) written elsewhere, e.g.
+    /// by a channel sink; counts them as records.
+    pub fn write_lines(&mut self, lines: &[u8]) -> Result<(), SinkError> {
+        self.records += lines.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.buf.extend_from_slice(lines);
+        if self.buf.len() >= SINK_BUFFER_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     pub fn write(&mut self, record: &Value) -> Result<(), SinkError> {
         // Serializing a Value into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut self.buf, record);
@@ -76,6 +101,12 @@ impl Sink {
                 lock.write_all(&self.buf).and_then(|_| lock.flush())
             }
             Target::File { file, .. } => file.write_all(&self.buf),
+            Target::Channel(tx) => {
+                let lines = std::mem::replace(&mut self.buf, Vec::with_capacity(SINK_BUFFER_BYTES));
+                tx.send(lines).map_err(|_| {
+                    io::Error::new(io::ErrorKind::BrokenPipe, "output thread has stopped")
+                })
+            }
         };
         self.buf.clear();
         res.map_err(|source| SinkError::Write {
@@ -96,6 +127,7 @@ impl Sink {
     fn path_name(&self) -> String {
         match &self.target {
             Target::Stdout(_) => "stdout".into(),
+            Target::Channel(_) => "output channel".into(),
             Target::File { path, .. } => path.display().to_string(),
         }
     }
