@@ -75,6 +75,14 @@ struct ReplayArgs {
     /// Also write a nightjar.dns record for every DNS message.
     #[arg(long)]
     dns_records: bool,
+    /// MDM inventory JSON (docs/mdm.md): devices by hardware Wi-Fi MAC, udid, serial.
+    /// Overrides `[mdm] inventory`.
+    #[arg(long)]
+    inventory: Option<PathBuf>,
+    /// Identity feed NDJSON (docs/identity.md): who holds which address from when.
+    /// Overrides `[identity] feed`.
+    #[arg(long)]
+    identity: Option<PathBuf>,
     /// Lifecycle events (NDJSON, docs/mdm.md).
     #[arg(long)]
     events: Option<PathBuf>,
@@ -200,8 +208,19 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         OutputPath::Stdout => Sink::stdout(),
         OutputPath::File(p) => Sink::file(p)?,
     };
+    let inventory = match args.inventory.as_ref().or(cfg.mdm.inventory.as_ref()) {
+        Some(p) => Some(std::sync::Arc::new(nightjar::mdm::load_inventory(p)?)),
+        None => None,
+    };
+    let feed = match args.identity.as_ref().or(cfg.identity_feed.as_ref()) {
+        Some(p) => nightjar::correlate::identity::load_feed(p)?,
+        None => Vec::new(),
+    };
     let mut correlator = Correlator::new(CorrelatorOptions {
         dns_records: cfg.output.dns_records,
+        inventory,
+        static_identities: cfg.identity_static.clone(),
+        feed,
     })
     .with_mdm(events, catalog);
     let opts = ReplayOptions {

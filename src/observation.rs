@@ -18,6 +18,8 @@ pub enum Observation {
     Dns(Box<DnsObservation>),
     /// A DHCP message, for the identity table.
     Dhcp(Box<DhcpObservation>),
+    /// An identity feed line (file or socket): who holds an address from its `ts` on.
+    Identity(Box<crate::correlate::identity::FeedEntry>),
 }
 
 impl Observation {
@@ -27,6 +29,7 @@ impl Observation {
             Observation::Flow(f) => f.emitted_ns,
             Observation::Dns(d) => d.ts_ns,
             Observation::Dhcp(d) => d.ts_ns,
+            Observation::Identity(e) => e.ts_ns,
         }
     }
 }

@@ -11,6 +11,7 @@ mod duration;
 
 pub use duration::parse_duration;
 
+use crate::correlate::identity::StaticIdentity;
 use crate::flow::FlowConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -211,6 +212,16 @@ fn default_graph_url() -> String {
 #[serde(deny_unknown_fields, default)]
 struct RawIdentity {
     feed: Option<String>,
+    #[serde(rename = "static")]
+    statics: Vec<RawStaticIdentity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStaticIdentity {
+    ip: Option<String>,
+    mac: Option<String>,
+    device_id: String,
 }
 
 // ---------------------------------------------------------------------------
@@ -230,6 +241,8 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     pub mdm: MdmConfig,
     pub identity_feed: Option<PathBuf>,
+    /// `[identity] static`: address and/or MAC → device id, the least trusted source.
+    pub identity_static: Vec<StaticIdentity>,
     /// `[daemon] user`: the account `nightjar run` switches to after opening
     /// capture (None: stay the invoking user, still dropping capabilities).
     pub daemon_user: Option<String>,
@@ -504,6 +517,32 @@ impl Config {
         };
         let opt_path =
             |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(PathBuf::from);
+        let mut identity_static = Vec::with_capacity(raw.identity.statics.len());
+        for (i, st) in raw.identity.statics.iter().enumerate() {
+            let bad = |m: String| invalid("identity.static", format!("entry {}: {m}", i + 1));
+            let ip = match &st.ip {
+                None => None,
+                Some(s) => Some(
+                    s.parse::<std::net::IpAddr>()
+                        .map_err(|_| bad(format!("ip {s:?} is not an IP address")))?,
+                ),
+            };
+            let mac = match &st.mac {
+                None => None,
+                Some(s) => Some(s.parse::<crate::mdm::MacAddr>().map_err(bad)?.0),
+            };
+            if ip.is_none() && mac.is_none() {
+                return Err(bad("needs ip, mac or both".into()));
+            }
+            if st.device_id.trim().is_empty() {
+                return Err(bad("device_id is empty".into()));
+            }
+            identity_static.push(StaticIdentity {
+                ip,
+                mac,
+                device_id: st.device_id.clone(),
+            });
+        }
 
         Ok(Config {
             capture: CaptureConfig {
@@ -528,6 +567,7 @@ impl Config {
                 webhook,
             },
             identity_feed: opt_path(&raw.identity.feed),
+            identity_static,
             daemon_user: {
                 let u = raw.daemon.user.trim();
                 (!u.is_empty()).then(|| u.to_string())
@@ -546,6 +586,7 @@ mod tests {
         let c = Config::parse(text, "example").unwrap();
         assert_eq!(c.capture.workers, 2);
         assert!(c.mdm.jamf.is_some() && c.mdm.intune.is_some());
+        assert_eq!(c.identity_static.len(), 2);
         assert!(c.mdm.webhook.is_some_and(|w| w.micromdm));
     }
 
@@ -564,6 +605,9 @@ mod tests {
             ("[flow]\nudp_timeout = \"0s\"", "flow.udp_timeout"),
             ("[flow]\nudp_timeout = \"10\"", "flow.udp_timeout"),
             ("[metrics]\nlisten = \"nowhere\"", "metrics.listen"),
+            ("[identity]\nstatic = [{device_id = \"d\"}]", "identity.static"),
+            ("[identity]\nstatic = [{ip = \"10.0.0.300\", device_id = \"d\"}]", "identity.static"),
+            ("[identity]\nstatic = [{mac = \"02:00:00:00:00:01\", device_id = \"\"}]", "identity.static"),
             ("[mdm.webhook]\nlisten = \"x\"\nsecret_file = \"/f\"", "mdm.webhook.listen"),
             ("[mdm.webhook]\nlisten = \"127.0.0.1:1\"\nsecret_file = \"\"", "mdm.webhook.secret_file"),
             ("[mdm.jamf]\nurl = \"http://example.com\"\nclient_id = \"x\"\nclient_secret_file = \"/f\"", "mdm.jamf.url"),

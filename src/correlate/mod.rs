@@ -1,10 +1,18 @@
 //! The correlator: turns the shards' observations into records.
 //!
 //! It owns the state that spans flows: the DNS resolution cache (names for
-//! flows without SNI) and, as later stages join, device identity and app
-//! attribution. It does no I/O except through the sink it is handed.
+//! flows without SNI), the device identity table (which device a client
+//! address or MAC was at a flow's start), the encrypted-DNS blind spots per
+//! device and, as later stages join, app attribution. It does no I/O except
+//! through the sink it is handed.
+//!
+//! Observations arrive in packet-time order; identity feed lines handed over at
+//! start (replay's `--identity` file) are merged into that order by their `ts`.
+//! Flows arrive at their end and are resolved at their start time.
 
+pub mod blind_spot;
 pub mod dns_cache;
+pub mod identity;
 
 use crate::mdm::{Catalog, LifecycleEvent};
 use crate::observation::Observation;
@@ -12,12 +20,28 @@ use crate::output::records::{dns_record, flow_record};
 use crate::output::{Record, Sink, SinkError};
 use crate::pipeline::replay::ReplayReport;
 use crate::pipeline::stats::linktype_name;
+use blind_spot::BlindSpot;
 use dns_cache::{CachedName, DnsCache};
+use identity::{FeedEntry, Identity, IdentityTable, StaticIdentity};
 use serde_json::json;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
+/// Devices (or unidentified clients) whose blind-spot flows are counted one by one in
+/// the stats record; flows of further devices are counted in `blind_spots_untracked`.
+pub const MAX_BLIND_SPOT_DEVICES: usize = 65_536;
+
+#[derive(Default)]
 pub struct CorrelatorOptions {
     /// Write a `nightjar.dns` record per DNS message.
     pub dns_records: bool,
+    /// MDM inventory (hardware Wi-Fi MACs, udids, serials).
+    pub inventory: Option<Arc<crate::mdm::Inventory>>,
+    /// Static identity mappings from the configuration.
+    pub static_identities: Vec<StaticIdentity>,
+    /// Identity feed lines known up front (a file), sorted by time; applied as the
+    /// observation stream reaches their `ts`.
+    pub feed: Vec<FeedEntry>,
 }
 
 /// What the correlator adds to a flow record.
@@ -29,11 +53,21 @@ pub struct FlowContext {
     pub domain_source: Option<&'static str>,
     /// Every name the client resolved to the server address before the flow, newest first.
     pub dns_names: Vec<CachedName>,
+    /// The client's device identity at the flow's start.
+    pub identity: Option<Identity>,
+    /// Encrypted DNS the sensor cannot see into.
+    pub blind_spot: Option<BlindSpot>,
 }
 
 pub struct Correlator {
     opts: CorrelatorOptions,
     dns: DnsCache,
+    identity: IdentityTable,
+    /// Feed lines not yet reached by the observation stream, oldest first.
+    pending_feed: VecDeque<FeedEntry>,
+    /// Blind-spot flows per device id (or unidentified client), by kind.
+    blind_spots: BTreeMap<String, BTreeMap<&'static str, u64>>,
+    blind_spots_untracked: u64,
     flow_records: u64,
     dns_records: u64,
     dhcp_messages: u64,
@@ -44,15 +78,31 @@ pub struct Correlator {
 }
 
 impl Correlator {
-    pub fn new(opts: CorrelatorOptions) -> Correlator {
+    pub fn new(mut opts: CorrelatorOptions) -> Correlator {
+        let identity = IdentityTable::new(opts.inventory.clone(), &opts.static_identities);
+        let mut feed = std::mem::take(&mut opts.feed);
+        feed.sort_by_key(|e| e.ts_ns);
         Correlator {
             opts,
             dns: DnsCache::default(),
+            identity,
+            pending_feed: feed.into(),
+            blind_spots: BTreeMap::new(),
+            blind_spots_untracked: 0,
             flow_records: 0,
             dns_records: 0,
             dhcp_messages: 0,
             mdm_events: Vec::new(),
             catalog: None,
+        }
+    }
+
+    /// Applies the pending feed lines whose time is at or before `ts_ns`.
+    fn release_feed(&mut self, ts_ns: u64) {
+        while self.pending_feed.front().is_some_and(|e| e.ts_ns <= ts_ns) {
+            if let Some(e) = self.pending_feed.pop_front() {
+                self.identity.apply_feed(&e);
+            }
         }
     }
 
@@ -79,6 +129,7 @@ impl Correlator {
     }
 
     pub fn handle(&mut self, obs: Observation, sink: &mut Sink) -> Result<(), SinkError> {
+        self.release_feed(obs.ts());
         match obs {
             Observation::Flow(f) => {
                 let mut ctx = FlowContext {
@@ -98,6 +149,26 @@ impl Correlator {
                     ctx.domain = Some(n.name.clone());
                     ctx.domain_source = Some("dns");
                 }
+                let id = self.identity.resolve(f.client_ip, f.client.mac, f.start_ns);
+                let alpn = f
+                    .app
+                    .client_hello
+                    .as_ref()
+                    .map_or(&[][..], |c| c.alpn.as_slice());
+                ctx.blind_spot = blind_spot::classify(&blind_spot::FlowFacts {
+                    proto: f.proto,
+                    server_ip: f.server_ip,
+                    server_port: f.server_port,
+                    name: ctx.domain.as_deref(),
+                    alpn,
+                });
+                if !f.interim {
+                    self.identity.count(&id, f.client_ip);
+                    if let Some(b) = ctx.blind_spot {
+                        self.count_blind_spot(&id, f.client_ip, b);
+                    }
+                }
+                ctx.identity = Some(id);
                 self.flow_records += 1;
                 sink.write(&flow_record(&f, &ctx))
             }
@@ -114,15 +185,40 @@ impl Correlator {
                 }
                 Ok(())
             }
-            Observation::Dhcp(_) => {
+            Observation::Dhcp(d) => {
                 self.dhcp_messages += 1;
+                self.identity.apply_dhcp(d.ts_ns, d.src_mac, &d.message);
+                Ok(())
+            }
+            Observation::Identity(e) => {
+                self.identity.apply_feed(&e);
                 Ok(())
             }
         }
     }
 
+    fn count_blind_spot(&mut self, id: &Identity, ip: std::net::IpAddr, b: BlindSpot) {
+        let key = match (&id.device_id, id.mac) {
+            (Some(d), _) => d.clone(),
+            (None, Some(m)) => crate::output::record::mac(&m),
+            (None, None) => ip.to_string(),
+        };
+        if !self.blind_spots.contains_key(&key) && self.blind_spots.len() >= MAX_BLIND_SPOT_DEVICES
+        {
+            self.blind_spots_untracked += 1;
+            return;
+        }
+        *self
+            .blind_spots
+            .entry(key)
+            .or_default()
+            .entry(b.as_str())
+            .or_default() += 1;
+    }
+
     /// Writes the end-of-run `nightjar.stats` record.
     pub fn finish(&mut self, report: &ReplayReport, sink: &mut Sink) -> Result<(), SinkError> {
+        self.release_feed(u64::MAX);
         let d = &report.data;
         let f = &report.flows;
         let secs = report.elapsed.as_secs_f64();
@@ -158,6 +254,33 @@ impl Correlator {
         );
         r.put("nightjar.stats.dns_cache.entries", self.dns.len());
         r.put("nightjar.stats.dns_cache.evicted", self.dns.evicted);
+        let c = &self.identity.counters;
+        r.put("nightjar.stats.identity.feed_lines", c.feed_lines);
+        r.put("nightjar.stats.identity.feed_releases", c.feed_releases);
+        r.put("nightjar.stats.identity.dhcp_leases", c.dhcp_leases);
+        r.put("nightjar.stats.identity.dhcp_releases", c.dhcp_releases);
+        r.put("nightjar.stats.identity.dhcp_ignored", c.dhcp_ignored);
+        r.put(
+            "nightjar.stats.identity.flows_by_method",
+            json!(c.flows_by_method),
+        );
+        r.put("nightjar.stats.identity.unknown_flows", c.unknown_flows);
+        r.put(
+            "nightjar.stats.identity.unknown_untracked",
+            c.unknown_untracked,
+        );
+        r.put(
+            "nightjar.stats.identity.private_mac_flows",
+            c.private_mac_flows,
+        );
+        for (name, v) in self.identity.sizes() {
+            r.put(&format!("nightjar.stats.identity.{name}"), v);
+        }
+        r.put("nightjar.stats.blind_spots", json!(self.blind_spots));
+        r.put(
+            "nightjar.stats.blind_spots_untracked",
+            self.blind_spots_untracked,
+        );
         r.put("nightjar.stats.elapsed_seconds", secs);
         r.put(
             "nightjar.stats.packets_per_second",

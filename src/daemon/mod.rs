@@ -125,8 +125,12 @@ pub fn run(cfg: &Config) -> Result<(), DaemonError> {
     };
 
     let workers = handles.len();
+    // Identity here: static mappings and DHCP seen live. The inventory snapshot
+    // and the identity feed socket are not wired into the daemon yet.
     let correlator = Correlator::new(CorrelatorOptions {
         dns_records: cfg.output.dns_records,
+        static_identities: cfg.identity_static.clone(),
+        ..CorrelatorOptions::default()
     });
     let run =
         live::start(handles, cfg.flow.clone(), correlator, sink).map_err(DaemonError::Start)?;
