@@ -59,6 +59,8 @@ pub enum DaemonError {
     #[error("cannot start: {0}")]
     Start(std::io::Error),
     #[error(transparent)]
+    Inventory(#[from] crate::mdm::MdmError),
+    #[error(transparent)]
     Run(#[from] LiveRunError),
     #[error("capture failed: {0}")]
     CaptureFailed(String),
@@ -125,11 +127,17 @@ pub fn run(cfg: &Config) -> Result<(), DaemonError> {
     };
 
     let workers = handles.len();
-    // Identity here: static mappings and DHCP seen live. The inventory snapshot
-    // and the identity feed socket are not wired into the daemon yet.
+    // Identity here: static mappings, the MDM inventory file (read after the
+    // privilege drop) and DHCP seen live. The identity feed socket is not wired
+    // into the daemon yet.
+    let inventory = match &cfg.mdm.inventory {
+        Some(path) => Some(Arc::new(crate::mdm::load_inventory(path)?)),
+        None => None,
+    };
     let correlator = Correlator::new(CorrelatorOptions {
         dns_records: cfg.output.dns_records,
         static_identities: cfg.identity_static.clone(),
+        inventory,
         ..CorrelatorOptions::default()
     });
     let run =
