@@ -558,6 +558,17 @@ fn sighup_after_mv_continues_into_a_new_file() {
         std::thread::sleep(Duration::from_millis(20));
     }
     wait_child(ns.replay(&first, &["--topspeed"]));
+    // Stop only once the second copy has been read from the ring.
+    let offline = run(&["replay", "--quiet", first[0].to_str().unwrap()], LIMIT);
+    let per_copy = stats(&records(&offline))["nightjar"]["stats"]["packets"]
+        .as_f64()
+        .unwrap();
+    let iface = format!("{{interface=\"{}\"}}", ns.rx_if);
+    metrics_when(
+        &ns,
+        &format!("nightjar_packets_total{iface}"),
+        2.0 * per_copy,
+    );
     let (status, log) = d.stop();
     assert!(status.success(), "{log:?}");
     let old = read_records(&rotated);
