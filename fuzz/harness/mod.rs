@@ -269,7 +269,9 @@ pub fn quic_initial(data: &[u8]) {
         let len = len.min(0x3fff - 4 - 16);
         seal_initial(from_client, pn, pn_len, &rest[2..2 + len], &mut datagram);
         rest = &rest[2 + len..];
-        pn += 1;
+        // The receiver knows no earlier packet number, so it reads the truncated
+        // number as is: keep numbers within what `pn_len` bytes can carry.
+        pn = pn.wrapping_add(1) & (u32::MAX >> (32 - 8 * pn_len as u32));
     }
     if datagram.is_empty() {
         seal_initial(from_client, 0, pn_len, rest, &mut datagram);
