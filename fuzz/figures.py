@@ -22,8 +22,11 @@ for t in sys.argv[1:] or ["decode", "reassembly", "tls", "quic_initial", "captur
         continue
     init = next((m for m in lines if m.group(2) == "INITED"), lines[0])
     last = lines[-1]
-    new = [m for m in lines if m.group(2) == "NEW"]
-    last_new = new[-1].group(1) if new else init.group(1)
+    # Execution at which edge coverage (cov) last grew.
+    last_new, best = init.group(1), int(init.group(3))
+    for m in lines:
+        if int(m.group(3)) > best:
+            best, last_new = int(m.group(3)), m.group(1)
     crash = "crash" if ("panicked" in text or "deadly signal" in text) else (
         "timeout" if "ALARM" in text else ("oom" if "out-of-memory" in text else "clean"))
     print(f"| {t} | {int(last.group(1)):,} | {init.group(3)} → {last.group(3)} | {last.group(4)} | "

@@ -104,11 +104,15 @@ mod tests {
     /// claimed size before finding the input too short.
     #[test]
     fn a_lying_length_does_not_allocate_what_it_claims() {
-        let data = vec![7u8; 100];
+        let data = [7u8; 100];
         let mut input = Input::new(&data[..]);
         input.fill(200 << 20).unwrap();
         assert_eq!(input.available(), &data[..]);
-        assert_eq!(input.buf.len(), INITIAL_BUFFER_SIZE, "no growth past the input");
+        assert_eq!(
+            input.buf.len(),
+            INITIAL_BUFFER_SIZE,
+            "no growth past the input"
+        );
     }
 
     #[test]
