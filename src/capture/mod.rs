@@ -19,6 +19,7 @@ mod input;
 pub mod live;
 mod pcap;
 mod pcapng;
+pub mod privileges;
 mod time;
 
 use std::io::Read;

@@ -235,6 +235,10 @@ impl Correlator {
             .collect();
         r.put("nightjar.stats.frames_by_linktype", by_lt);
         r.put("nightjar.stats.decode_anomalies", json!(d.decode_anomalies));
+        r.put(
+            "nightjar.stats.capture_anomalies",
+            json!(d.capture_anomalies),
+        );
         r.put("nightjar.stats.flows.created", f.created);
         r.put("nightjar.stats.flows.expired", f.expired);
         r.put("nightjar.stats.flows.evicted", f.evicted);

@@ -18,7 +18,7 @@
 
 pub mod metrics;
 pub mod notify;
-pub mod privileges;
+pub use crate::capture::privileges;
 
 use crate::capture::live::{open_interface, LiveError, LiveOptions};
 use crate::config::{Config, OutputPath};

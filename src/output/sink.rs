@@ -2,7 +2,8 @@
 //!
 //! Lines are serialized into an in-memory buffer and written whole, so the
 //! output holds only complete lines: a reader never sees a partial record.
-//! Files are opened for append and never truncated; [`Sink::reopen`] starts
+//! Files are opened for append and never truncated, except that a write which
+//! fails part way is cut back to the last complete line; [`Sink::reopen`] starts
 //! writing to a fresh file at the same path (after logrotate moved the old one).
 //! A channel sink ([`Sink::channel`]) hands each flushed buffer of whole lines to
 //! another thread (the daemon's output thread), which appends them with
@@ -100,7 +101,7 @@ impl Sink {
                 let mut lock = out.lock();
                 lock.write_all(&self.buf).and_then(|_| lock.flush())
             }
-            Target::File { file, .. } => file.write_all(&self.buf),
+            Target::File { file, .. } => write_whole(file, &self.buf),
             Target::Channel(tx) => {
                 let lines = std::mem::replace(&mut self.buf, Vec::with_capacity(SINK_BUFFER_BYTES));
                 tx.send(lines).map_err(|_| {
@@ -131,6 +132,17 @@ impl Sink {
             Target::File { path, .. } => path.display().to_string(),
         }
     }
+}
+
+/// Appends `buf` (whole lines) to `file`, or nothing: when the write fails part
+/// way (disk full, quota, I/O error), the file is cut back to its length before
+/// the write, so it never ends in a partial line.
+fn write_whole(file: &mut File, buf: &[u8]) -> io::Result<()> {
+    let before = file.metadata()?.len();
+    file.write_all(buf).inspect_err(|_| {
+        // Best effort: if even this fails, the write error is still reported.
+        let _ = file.set_len(before);
+    })
 }
 
 fn open_append(path: &Path) -> Result<File, SinkError> {

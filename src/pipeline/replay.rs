@@ -148,10 +148,12 @@ fn read_inputs(
                 Ok(None) => break,
                 Err(e) => {
                     progress.done();
+                    data.capture(reader.stats());
                     return Some(format!("{name}: {e}"));
                 }
             }
         }
+        data.capture(reader.stats());
     }
     progress.done();
     None

@@ -1,4 +1,5 @@
-//! Dropping privileges once capture is open.
+//! Dropping privileges once capture is open (kept beside the capture code: the
+//! libc calls here are, with the packet-socket options, the only `unsafe` code).
 //!
 //! `nightjar run` needs CAP_NET_RAW only to open its packet sockets. Right
 //! after, and before it reads a packet or opens any other file, it:
