@@ -174,7 +174,9 @@ fn load_templates(inputs: &[PathBuf]) -> Vec<Template> {
             .find(|p| !p.is_empty())
             .unwrap_or(&[]);
         let p0 = &t.packets[0];
-        let port = |p: &TPacket, i: usize| u16::from_be_bytes([p.frame[p.lay.l4 + i], p.frame[p.lay.l4 + i + 1]]);
+        let port = |p: &TPacket, i: usize| {
+            u16::from_be_bytes([p.frame[p.lay.l4 + i], p.frame[p.lay.l4 + i + 1]])
+        };
         let dns = port(p0, 0) == 53 || port(p0, 2) == 53;
         let syn = p0.lay.tcp && p0.frame[p0.lay.l4 + 13] & 0x12 == 0x02;
         t.kind = if dns {
@@ -286,14 +288,23 @@ fn args() -> Result<Args, String> {
             "--out" => a.out = val("--out")?.into(),
             "--seed" => a.seed = val("--seed")?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--packets" => {
-                a.packets = val("--packets")?.parse().map_err(|e| format!("--packets: {e}"))?
+                a.packets = val("--packets")?
+                    .parse()
+                    .map_err(|e| format!("--packets: {e}"))?
             }
-            "--flows" => a.flows = val("--flows")?.parse().map_err(|e| format!("--flows: {e}"))?,
+            "--flows" => {
+                a.flows = val("--flows")?
+                    .parse()
+                    .map_err(|e| format!("--flows: {e}"))?
+            }
             _ => a.inputs.push(s.into()),
         }
     }
     if a.out.as_os_str().is_empty() || a.inputs.is_empty() {
-        return Err("usage: nightjar-benchgen --out FILE [--seed N] [--packets N] [--flows N] INPUT...".into());
+        return Err(
+            "usage: nightjar-benchgen --out FILE [--seed N] [--packets N] [--flows N] INPUT..."
+                .into(),
+        );
     }
     Ok(a)
 }
@@ -307,8 +318,14 @@ fn main() {
         }
     };
     let tpls = load_templates(&a.inputs);
-    let by_kind = |k: Kind| -> Vec<usize> { (0..tpls.len()).filter(|&i| tpls[i].kind == k).collect() };
-    let (tls, quic, dns, all) = (by_kind(Kind::Tls), by_kind(Kind::Quic), by_kind(Kind::Dns), (0..tpls.len()).collect::<Vec<_>>());
+    let by_kind =
+        |k: Kind| -> Vec<usize> { (0..tpls.len()).filter(|&i| tpls[i].kind == k).collect() };
+    let (tls, quic, dns, all) = (
+        by_kind(Kind::Tls),
+        by_kind(Kind::Quic),
+        by_kind(Kind::Dns),
+        (0..tpls.len()).collect::<Vec<_>>(),
+    );
     eprintln!(
         "templates: {} ({} tls, {} quic, {} dns)",
         tpls.len(),
@@ -350,9 +367,15 @@ fn main() {
         let r = rng.below(100);
         // 45% bulk TLS, 15% bulk QUIC, 20% DNS, 20% short flows as captured.
         let (tpl, bulk) = if r < 45 {
-            (tls[rng.below(tls.len() as u64) as usize], 8 + rng.below(36) as u32)
+            (
+                tls[rng.below(tls.len() as u64) as usize],
+                8 + rng.below(36) as u32,
+            )
         } else if r < 60 && !quic.is_empty() {
-            (quic[rng.below(quic.len() as u64) as usize], 8 + rng.below(36) as u32)
+            (
+                quic[rng.below(quic.len() as u64) as usize],
+                8 + rng.below(36) as u32,
+            )
         } else if r < 80 && !dns.is_empty() {
             (dns[rng.below(dns.len() as u64) as usize], 0)
         } else {
@@ -399,7 +422,9 @@ fn main() {
             live[slot] = Some(l);
             heap.push(Reverse((now + rng.below(2000), slot)));
         }
-        let Some(Reverse((t, slot))) = heap.pop() else { break };
+        let Some(Reverse((t, slot))) = heap.pop() else {
+            break;
+        };
         now = t;
         let l = live[slot].as_mut().expect("live flow");
         let tpl = &tpls[l.tpl];
@@ -418,7 +443,8 @@ fn main() {
             let d = usize::from(!p.from_client);
             l.proto[d] = Some(l.next - 1);
             if p.lay.tcp {
-                let seq = u32::from_be_bytes(frame[p.lay.l4 + 4..p.lay.l4 + 8].try_into().expect("4"));
+                let seq =
+                    u32::from_be_bytes(frame[p.lay.l4 + 4..p.lay.l4 + 8].try_into().expect("4"));
                 let len = (frame.len() - p.lay.payload) as u32 + u32::from(fl & 0x03 != 0);
                 l.seq[d] = seq.wrapping_add(len);
             }
@@ -434,7 +460,11 @@ fn main() {
             }
         } else if l.bulk > 0 || l.fin > 0 {
             // Bulk: two server data packets per client packet (ACK or request data).
-            let from_client = if l.bulk > 0 { l.bulk % 3 == 0 } else { l.fin != 2 };
+            let from_client = if l.bulk > 0 {
+                l.bulk % 3 == 0
+            } else {
+                l.fin != 2
+            };
             let d = usize::from(!from_client);
             let Some(pi) = l.proto[d].or(l.proto[1 - d]) else {
                 l.bulk = 0;
@@ -450,7 +480,11 @@ fn main() {
                 0
             } else if lay.tcp {
                 if from_client {
-                    if rng.below(8) == 0 { 80 + rng.below(400) as usize } else { 0 }
+                    if rng.below(8) == 0 {
+                        80 + rng.below(400) as usize
+                    } else {
+                        0
+                    }
                 } else {
                     TCP_MSS - rng.below(4) as usize * 100
                 }
@@ -465,14 +499,26 @@ fn main() {
                 frame.extend_from_slice(&noise[off..off + plen]);
                 if plen >= 5 {
                     let n = (plen - 5) as u16;
-                    frame[lay.payload..lay.payload + 5].copy_from_slice(&[23, 3, 3, (n >> 8) as u8, n as u8]);
+                    frame[lay.payload..lay.payload + 5].copy_from_slice(&[
+                        23,
+                        3,
+                        3,
+                        (n >> 8) as u8,
+                        n as u8,
+                    ]);
                 }
                 let seq = l.seq[d];
                 let ack = l.seq[1 - d];
                 frame[lay.l4 + 4..lay.l4 + 8].copy_from_slice(&seq.to_be_bytes());
                 frame[lay.l4 + 8..lay.l4 + 12].copy_from_slice(&ack.to_be_bytes());
                 let fin = l.bulk == 0 && l.fin > 1;
-                frame[lay.l4 + 13] = if fin { 0x11 } else if plen > 0 { 0x18 } else { 0x10 };
+                frame[lay.l4 + 13] = if fin {
+                    0x11
+                } else if plen > 0 {
+                    0x18
+                } else {
+                    0x10
+                };
                 l.seq[d] = seq.wrapping_add(plen as u32 + u32::from(fin));
             } else {
                 // QUIC short header: fixed bit, 8-byte connection id, protected payload.
@@ -486,7 +532,11 @@ fn main() {
             } else {
                 l.fin -= 1;
             }
-            gap = Some(if from_client { 200 + rng.below(2000) } else { 20 + rng.below(300) });
+            gap = Some(if from_client {
+                200 + rng.below(2000)
+            } else {
+                20 + rng.below(300)
+            });
             if from_client {
                 (l.client, l.server, l.cport, l.sport, lay)
             } else {
