@@ -27,6 +27,6 @@ mod table;
 
 pub use key::{FlowKey, Side};
 pub use stats::FlowStats;
-pub use table::{ports, vlan_pair, FlowConfig, Shard};
+pub use table::{ports, vlan_pair, FlowConfig, FlowFootprint, Shard};
 #[cfg(test)]
 mod tests;

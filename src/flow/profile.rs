@@ -3,7 +3,8 @@
 //! Three parts, all updated in O(1) per packet with no allocation:
 //! - `sequence`: the first [`PROFILE_PACKETS`] packets as (signed L4 payload
 //!   length, inter-arrival time). Positive lengths are client → server, negative
-//!   server → client. Inter-arrival is microseconds since the previous packet of
+//!   server → client; lengths saturate at ±32,767 (kept as `i16`: the sequence is
+//!   most of a flow's fixed memory). Inter-arrival is microseconds since the previous packet of
 //!   the flow (either direction), 0 for the first.
 //! - bursts: maximal runs of packets in which no two consecutive packets are
 //!   more than `burst_gap` apart. Counted, with the largest burst's bytes per direction.
@@ -33,7 +34,8 @@ pub struct Profile {
 #[derive(Clone, Debug)]
 pub struct ProfileState {
     n: u8,
-    lengths: [i32; PROFILE_PACKETS],
+    /// Saturating at ±[`i16::MAX`] (larger only with segmentation offload or jumbo frames).
+    lengths: [i16; PROFILE_PACKETS],
     iat_us: [u32; PROFILE_PACKETS],
     last_ns: u64,
     bursts: u32,
@@ -90,7 +92,7 @@ impl ProfileState {
         }
         let i = usize::from(self.n);
         if i < PROFILE_PACKETS {
-            let len = i32::try_from(payload_len).unwrap_or(i32::MAX);
+            let len = i16::try_from(payload_len).unwrap_or(i16::MAX);
             self.lengths[i] = if from_client { len } else { -len };
             self.iat_us[i] = u32::try_from(gap_us).unwrap_or(u32::MAX);
             self.n += 1;
@@ -109,7 +111,7 @@ impl ProfileState {
     pub fn snapshot(&self) -> Profile {
         let n = usize::from(self.n);
         Profile {
-            lengths: self.lengths[..n].to_vec(),
+            lengths: self.lengths[..n].iter().map(|&v| i32::from(v)).collect(),
             iat_us: self.iat_us[..n].iter().map(|&v| u64::from(v)).collect(),
             bursts: self.bursts,
             max_burst_bytes: self.max_burst_bytes,
@@ -148,5 +150,13 @@ mod tests {
         }
         assert_eq!(p.snapshot().lengths.len(), PROFILE_PACKETS);
         assert_eq!(p.snapshot().bursts, 1);
+    }
+
+    #[test]
+    fn lengths_saturate() {
+        let mut p = ProfileState::default();
+        p.update(1, 65_000, true, SEC);
+        p.update(2, 65_000, false, SEC);
+        assert_eq!(p.snapshot().lengths, vec![32_767, -32_767]);
     }
 }

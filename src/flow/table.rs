@@ -631,3 +631,32 @@ impl Shard {
         }
     }
 }
+
+/// The fixed memory of one flow in a shard, by part (bytes; what an idle flow
+/// costs before any handshake bytes, names or records are held).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowFootprint {
+    /// The boxed flow: key, counters, timing profile, inspector state.
+    pub flow: usize,
+    /// Its slot in the slab.
+    pub slot: usize,
+    /// Its entry in the key → slot map (key, slot and one control byte, at 100% load).
+    pub map_entry: usize,
+    /// Its entry in an expiry queue.
+    pub queue_entry: usize,
+}
+
+impl FlowFootprint {
+    pub const fn get() -> FlowFootprint {
+        FlowFootprint {
+            flow: std::mem::size_of::<Flow>(),
+            slot: std::mem::size_of::<Slot>(),
+            map_entry: std::mem::size_of::<(FlowKey, u32)>() + 1,
+            queue_entry: std::mem::size_of::<QueueEntry>(),
+        }
+    }
+
+    pub const fn total(&self) -> usize {
+        self.flow + self.slot + self.map_entry + self.queue_entry
+    }
+}
