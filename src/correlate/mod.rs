@@ -4,6 +4,7 @@
 //! flows without SNI) and, as later stages join, device identity and app
 //! attribution. It does no I/O except through the sink it is handed.
 
+pub mod attribution;
 pub mod dns_cache;
 
 use crate::observation::Observation;
