@@ -5,7 +5,9 @@
 //! attribution. It does no I/O except through the sink it is handed.
 
 pub mod attribution;
+pub mod baseline;
 pub mod dns_cache;
+pub mod timeline;
 
 use crate::observation::Observation;
 use crate::output::records::{dns_record, flow_record};
