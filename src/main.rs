@@ -4,7 +4,12 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use nightjar::config::{Config, OutputPath};
-use nightjar::correlate::{Correlator, CorrelatorOptions};
+use nightjar::correlate::baseline::Baselines;
+use nightjar::correlate::detect::DetectConfig;
+use nightjar::correlate::evidence::{EvidenceOptions, DEFAULT_QUOTA_BYTES};
+use nightjar::correlate::{AnalysisOptions, Correlator, CorrelatorOptions};
+use nightjar::mdm;
+use std::sync::Arc;
 use nightjar::output::Sink;
 use nightjar::pipeline::replay::{replay, ReplayOptions};
 use std::path::PathBuf;
@@ -53,6 +58,21 @@ struct ReplayArgs {
     /// No progress line on stderr, even on a terminal.
     #[arg(long)]
     quiet: bool,
+    /// MDM inventory (JSON): devices and their installed apps.
+    #[arg(long)]
+    inventory: Option<PathBuf>,
+    /// Lifecycle events (NDJSON).
+    #[arg(long)]
+    events: Option<PathBuf>,
+    /// App catalog: a TOML/JSON file or a directory of them.
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// Baselines file: loaded if it exists, saved at the end of the replay.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Write an evidence bundle per AN1717 alert into this directory.
+    #[arg(long)]
+    evidence_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +105,44 @@ fn check_config(path: &std::path::Path) -> Result<ExitCode> {
     }
 }
 
+/// Loads the MDM inputs; attribution and detection run when any is given.
+fn analysis_options(args: &ReplayArgs) -> Result<Option<AnalysisOptions>> {
+    if args.inventory.is_none() && args.catalog.is_none() && args.events.is_none() {
+        anyhow::ensure!(
+            args.baseline.is_none() && args.evidence_dir.is_none(),
+            "--baseline and --evidence-dir need --inventory and/or --catalog"
+        );
+        return Ok(None);
+    }
+    let inventory = match &args.inventory {
+        Some(p) => mdm::load_inventory(p)?,
+        None => mdm::Inventory::default(),
+    };
+    let catalog = match &args.catalog {
+        Some(p) => mdm::load_catalog(p)?,
+        None => mdm::CatalogBuilder::new().build(),
+    };
+    let events = match &args.events {
+        Some(p) => mdm::load_events(p)?,
+        None => Vec::new(),
+    };
+    let baselines = match &args.baseline {
+        Some(p) if p.exists() => Some(Baselines::load(p)?),
+        _ => None,
+    };
+    Ok(Some(AnalysisOptions {
+        inventory: Arc::new(inventory),
+        catalog: Arc::new(catalog),
+        events,
+        baselines,
+        detect: DetectConfig::default(),
+        evidence: args.evidence_dir.as_ref().map(|d| EvidenceOptions {
+            dir: d.clone(),
+            quota_bytes: DEFAULT_QUOTA_BYTES,
+        }),
+    }))
+}
+
 fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
     let mut cfg = match &args.config {
         Some(p) => Config::load(p)?,
@@ -110,8 +168,10 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         OutputPath::Stdout => Sink::stdout(),
         OutputPath::File(p) => Sink::file(p)?,
     };
+    let analysis = analysis_options(&args)?;
     let mut correlator = Correlator::new(CorrelatorOptions {
         dns_records: cfg.output.dns_records,
+        analysis,
     });
     let opts = ReplayOptions {
         inputs: args.pcaps,
@@ -122,6 +182,9 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
     let report = replay(&opts, &mut correlator, &mut sink).context("replay failed")?;
     correlator.finish(&report, &mut sink)?;
     sink.flush()?;
+    if let (Some(path), Some(b)) = (&args.baseline, correlator.baselines()) {
+        b.save(path)?;
+    }
     if let Some(e) = &report.error {
         eprintln!("nightjar: {e}");
         return Ok(ExitCode::FAILURE);

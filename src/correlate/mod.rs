@@ -6,20 +6,55 @@
 
 pub mod attribution;
 pub mod baseline;
+pub mod coverage;
+pub mod detect;
+pub mod evidence;
 pub mod dns_cache;
 pub mod timeline;
 
+use crate::mdm::{Catalog, Inventory, LifecycleEvent, MacAddr};
 use crate::observation::Observation;
 use crate::output::records::{dns_record, flow_record};
 use crate::output::{Record, Sink, SinkError};
 use crate::pipeline::replay::ReplayReport;
 use crate::pipeline::stats::linktype_name;
 use dns_cache::{CachedName, DnsCache};
-use serde_json::json;
+use serde_json::{json, Value};
+use std::sync::Arc;
 
 pub struct CorrelatorOptions {
     /// Write a `nightjar.dns` record per DNS message.
     pub dns_records: bool,
+    /// App attribution and AN1717 detection (needs a catalog and/or an inventory).
+    pub analysis: Option<AnalysisOptions>,
+}
+
+/// What attribution and detection run on.
+pub struct AnalysisOptions {
+    pub inventory: Arc<Inventory>,
+    pub catalog: Arc<Catalog>,
+    pub events: Vec<LifecycleEvent>,
+    /// Baselines loaded from `--baseline` (else they start empty).
+    pub baselines: Option<baseline::Baselines>,
+    pub detect: detect::DetectConfig,
+    /// `--evidence-dir`: write a bundle per alert.
+    pub evidence: Option<evidence::EvidenceOptions>,
+}
+
+/// Sets a dotted path inside a JSON object, creating objects on the way.
+fn put_path(v: &mut Value, path: &str, value: Value) {
+    let mut cur = v;
+    let mut parts = path.split('.').peekable();
+    while let Some(p) = parts.next() {
+        let Some(obj) = cur.as_object_mut() else { return };
+        if parts.peek().is_none() {
+            obj.insert(p.to_string(), value);
+            return;
+        }
+        cur = obj
+            .entry(p.to_string())
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    }
 }
 
 /// What the correlator adds to a flow record.
@@ -35,6 +70,10 @@ pub struct FlowContext {
 
 pub struct Correlator {
     opts: CorrelatorOptions,
+    detector: Option<detect::Detector>,
+    evidence: Option<evidence::EvidenceWriter>,
+    alert_records: u64,
+    coverage_records: u64,
     dns: DnsCache,
     flow_records: u64,
     dns_records: u64,
@@ -42,9 +81,30 @@ pub struct Correlator {
 }
 
 impl Correlator {
-    pub fn new(opts: CorrelatorOptions) -> Correlator {
+    pub fn new(mut opts: CorrelatorOptions) -> Correlator {
+        let (detector, evidence) = match opts.analysis.take() {
+            Some(a) => {
+                let keep = a.evidence.is_some();
+                (
+                    Some(detect::Detector::new(
+                        a.detect,
+                        a.inventory,
+                        a.catalog,
+                        a.events,
+                        a.baselines,
+                        keep,
+                    )),
+                    a.evidence.map(evidence::EvidenceWriter::new),
+                )
+            }
+            None => (None, None),
+        };
         Correlator {
             opts,
+            detector,
+            evidence,
+            alert_records: 0,
+            coverage_records: 0,
             dns: DnsCache::default(),
             flow_records: 0,
             dns_records: 0,
@@ -73,9 +133,39 @@ impl Correlator {
                     ctx.domain_source = Some("dns");
                 }
                 self.flow_records += 1;
-                sink.write(&flow_record(&f, &ctx))
+                let mut record = flow_record(&f, &ctx);
+                let Some(det) = self.detector.as_mut() else {
+                    return sink.write(&record);
+                };
+                // Device identity: the inventory device whose hardware Wi-Fi MAC sent the flow.
+                let device = f
+                    .client
+                    .mac
+                    .and_then(|m| det.inventory().by_wifi_mac(MacAddr(m)))
+                    .map(|d| d.id.clone());
+                let input = detect::FlowInput {
+                    summary: &f,
+                    domain: ctx.domain.as_deref(),
+                    domain_source: ctx.domain_source,
+                    device_id: device.as_deref(),
+                    identity_method: device.as_ref().map(|_| "wifi_mac"),
+                };
+                let (attribution, alerts) =
+                    det.on_flow(&input, self.evidence.is_some().then_some(&record));
+                if let Some(d) = &device {
+                    put_path(&mut record, "device.id", json!(d));
+                }
+                if let Ok(app) = serde_json::to_value(&attribution) {
+                    put_path(&mut record, "nightjar.app", app);
+                }
+                sink.write(&record)?;
+                self.write_alerts(alerts, sink)
             }
             Observation::Dns(d) => {
+                if let Some(det) = self.detector.as_mut() {
+                    let alerts = det.advance(d.ts_ns);
+                    self.write_alerts(alerts, sink)?;
+                }
                 if d.message.is_response {
                     for r in &d.message.resolved_ips {
                         self.dns
@@ -88,15 +178,52 @@ impl Correlator {
                 }
                 Ok(())
             }
-            Observation::Dhcp(_) => {
+            Observation::Dhcp(d) => {
                 self.dhcp_messages += 1;
+                if let Some(det) = self.detector.as_mut() {
+                    let alerts = det.advance(d.ts_ns);
+                    self.write_alerts(alerts, sink)?;
+                }
                 Ok(())
             }
         }
     }
 
+    fn write_alerts(
+        &mut self,
+        alerts: Vec<detect::AlertOut>,
+        sink: &mut Sink,
+    ) -> Result<(), SinkError> {
+        for a in alerts {
+            self.alert_records += 1;
+            if let Some(ev) = self.evidence.as_mut() {
+                ev.write(&a);
+            }
+            sink.write(&a.record)?;
+        }
+        Ok(())
+    }
+
+    /// The baselines as they stand (to save after a replay).
+    pub fn baselines(&self) -> Option<&baseline::Baselines> {
+        self.detector.as_ref().map(detect::Detector::baselines)
+    }
+
     /// Writes the end-of-run `nightjar.stats` record.
     pub fn finish(&mut self, report: &ReplayReport, sink: &mut Sink) -> Result<(), SinkError> {
+        let mut analysis_stats = None;
+        if let Some(det) = self.detector.as_mut() {
+            let (alerts, records) = det.finish(report.data.last_ts_ns);
+            self.write_alerts(alerts, sink)?;
+            for r in records {
+                if r.pointer("/event/dataset").and_then(Value::as_str) == Some("nightjar.coverage") {
+                    self.coverage_records += 1;
+                }
+                sink.write(&r)?;
+            }
+            let det = self.detector.as_ref().map(|d| (d.stats.clone(), d.attribution_stats().clone()));
+            analysis_stats = det;
+        }
         let d = &report.data;
         let f = &report.flows;
         let secs = report.elapsed.as_secs_f64();
@@ -124,6 +251,15 @@ impl Correlator {
         r.put("nightjar.stats.records.flow", self.flow_records);
         r.put("nightjar.stats.records.dns", self.dns_records);
         r.put("nightjar.stats.dhcp_messages", self.dhcp_messages);
+        if let Some((ds, at)) = &analysis_stats {
+            r.put("nightjar.stats.records.alert", self.alert_records);
+            r.put("nightjar.stats.records.coverage", self.coverage_records);
+            r.put_ser("nightjar.stats.detect", ds);
+            r.put_ser("nightjar.stats.attribution", at);
+            if let Some(ev) = &self.evidence {
+                r.put_ser("nightjar.stats.evidence", &ev.stats);
+            }
+        }
         r.put("nightjar.stats.dns_cache.entries", self.dns.len());
         r.put("nightjar.stats.dns_cache.evicted", self.dns.evicted);
         r.put("nightjar.stats.elapsed_seconds", secs);
