@@ -385,6 +385,10 @@ impl Attributor {
 
         let dkey = Self::device_key(device, f);
         let dest = f.destination();
+        let shared = f
+            .name
+            .and_then(|n| cat.lookup(n))
+            .is_some_and(|m| m.sdks().next().is_some());
         if !app_domain {
             if let Some(mem) = self.devices.get(&dkey) {
                 let lo = f.start_ns.saturating_sub(self.cfg.burst_window_ns);
@@ -410,7 +414,7 @@ impl Attributor {
                         burst.join(", ")
                     ));
                 }
-                if let Some(app) = mem.dest.get(&dest) {
+                if let Some(app) = mem.dest.get(&dest).filter(|_| !shared) {
                     if let Some(key) = candidates.iter().find(|c| **c == app.as_str()) {
                         ev.entry(key)
                             .or_insert_with(Evidence::new)
@@ -459,13 +463,13 @@ impl Attributor {
             reasons,
             candidates: shown,
         };
-        self.learn(&dkey, f, &out);
+        self.learn(&dkey, f, &out, shared);
         out
     }
 
     /// Learns from an attribution: confident domain/JA4 decisions seed bursts, JA4
     /// statistics and device destinations; inherited ones teach the destination only.
-    fn learn(&mut self, dkey: &str, f: &FlowFacts<'_>, a: &Attribution) {
+    fn learn(&mut self, dkey: &str, f: &FlowFacts<'_>, a: &Attribution, shared: bool) {
         let Some(app) = a.app() else { return };
         let strong = a.confidence >= CONFIDENT && matches!(a.method, Method::Domain | Method::Ja4);
         let inherited = matches!(a.method, Method::Burst);
@@ -487,7 +491,7 @@ impl Attributor {
                     self.learn_ja4(ja4, app);
                 }
             }
-        } else {
+        } else if !shared {
             let dest = f.destination();
             if mem.dest.len() >= MAX_LEARNED_DEST_PER_DEVICE && !mem.dest.contains_key(&dest) {
                 self.stats.dest_table_full += 1;
@@ -593,8 +597,12 @@ mod tests {
         assert_eq!(sdk.app(), Some("com.b.notes"), "{sdk:?}");
         assert_eq!(sdk.method, Method::Burst);
         assert!(sdk.confidence < CONFIDENT);
-        // Later, alone: the destination learned by inheritance.
+        // A shared SDK destination is not remembered: later, alone, it stays unknown.
         let later = at.attribute(&facts(Some("r.crash.example"), None, t0 + 600_000_000_000), Some("d1"), &inv, &cat);
+        assert_eq!(later.method, Method::Unknown, "{later:?}");
+        // A destination unknown to the catalog inherited in a burst is remembered.
+        at.attribute(&facts(Some("m.beacon.example"), None, t0 + 800_000_000), Some("d1"), &inv, &cat);
+        let later = at.attribute(&facts(Some("m.beacon.example"), None, t0 + 600_000_000_000), Some("d1"), &inv, &cat);
         assert_eq!(later.app(), Some("com.b.notes"), "{later:?}");
         assert_eq!(later.method, Method::Destination);
         // Another device does not inherit.

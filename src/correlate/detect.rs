@@ -57,7 +57,7 @@ pub const MAX_ALERT_FLOWS: usize = 256;
 /// Distinct apps remembered per JA4 to tell a shared TLS stack (16).
 pub const MAX_APPS_PER_STACK: usize = 16;
 /// A JA4 used by this many apps is the platform's stack, never unusual for one app.
-pub const COMMON_STACK_APPS: usize = 3;
+pub const COMMON_STACK_APPS: usize = 5;
 /// Risk change that makes a revised alert worth writing.
 pub const RISK_UPDATE_STEP: u8 = 5;
 
@@ -182,6 +182,8 @@ struct EpisodeState {
 #[derive(Default)]
 struct AppWork {
     dirty: bool,
+    /// A lifecycle event arrived: closed episodes are scored again.
+    revise: bool,
     last_activity_ns: u64,
     last_eval_ns: u64,
 }
@@ -361,33 +363,47 @@ pub fn periodicity(times: &[u64]) -> f64 {
     clamp01(1.0 - var.sqrt() / mean)
 }
 
-/// Surprise of a value under the fixed priors used while baselines warm up.
-fn prior_surprise(name: &str, v: f64) -> f64 {
-    let log_ramp = |lo: f64, ratio: f64| {
+/// Absolute surprise of a volume feature: 0 below the size at which background
+/// traffic starts to matter, 1 at a size no background sync explains.
+fn abs_surprise(name: &str, v: f64) -> f64 {
+    let log_ramp = |lo: f64, hi: f64| {
         if v <= lo {
             0.0
         } else {
-            clamp01((v / lo).log10() / ratio.log10())
+            clamp01((v / lo).ln() / (hi / lo).ln())
         }
     };
     match name {
-        "bytes_up" => log_ramp(100e3, 50.0),
-        "bytes_down" => log_ramp(1e6, 100.0),
-        "duration_seconds" => clamp01((v - 120.0) / 780.0),
-        "connections" => clamp01((v - 5.0) / 25.0),
+        "bytes_up" => log_ramp(250e3, 2.5e6),
+        "bytes_down" => log_ramp(5e6, 100e6),
+        "duration_seconds" => clamp01((v - 180.0) / 720.0),
+        "connections" => clamp01((v - 8.0) / 22.0),
         _ => 0.0,
     }
 }
 
-/// Smallest magnitude at which a high percentile matters (a 3 KB upload at the 100th
-/// percentile of an app that never uploads is still 3 KB).
-fn magnitude(name: &str, v: f64) -> f64 {
+/// The value below which a volume feature is not learned (baselines of volume
+/// features describe the app's significant background transfers, not its pings).
+pub fn learn_floor(name: &str) -> f64 {
     match name {
-        "bytes_up" => clamp01(v / 50e3),
-        "bytes_down" => clamp01(v / 500e3),
-        "duration_seconds" => clamp01(v / 60.0),
-        "connections" => clamp01(v / 3.0),
-        _ => 1.0,
+        "bytes_up" => 100e3,
+        "bytes_down" => 1e6,
+        "duration_seconds" => 120.0,
+        "connections" => 5.0,
+        _ => 0.0,
+    }
+}
+
+/// How far a value exceeds the baseline's 95th percentile: 0 at or below it, 1 at
+/// four times it.
+fn over_q95(v: f64, q95: f64) -> f64 {
+    if q95 <= 0.0 {
+        return 1.0;
+    }
+    if v <= q95 {
+        0.0
+    } else {
+        clamp01((v / q95).ln() / 4f64.ln())
     }
 }
 
@@ -636,14 +652,12 @@ impl Detector {
             Some(b) => {
                 let w = dev.apps.entry(b.clone()).or_default();
                 w.dirty = true;
-                if late {
-                    // A late event revises what is held now.
-                    w.last_eval_ns = 0;
-                }
+                w.revise = true;
             }
             None => {
                 for w in dev.apps.values_mut() {
                     w.dirty = true;
+                    w.revise = true;
                 }
             }
         }
@@ -722,6 +736,7 @@ impl Detector {
         let marks = self.marks_for(dev, app);
         let tl = timeline::build(&app_flows, &marks, &self.cfg.timeline);
         let device_id = dev.is_device.then_some(dk);
+        let revise = dev.apps.get(app).is_some_and(|w| w.revise);
         let mut results = Vec::new();
         for ep in &tl.episodes {
             let closed = final_ || now_ns >= ep.end_ns + self.cfg.timeline.episode_idle_ns;
@@ -736,6 +751,10 @@ impl Detector {
             h.update(app.as_bytes());
             h.update(first_id.to_le_bytes());
             let alert_id = hex16(&h.finalize());
+            // A closed, processed episode is scored again only when an event arrived.
+            if !revise && dev.episodes.get(&alert_id).is_some_and(|st| st.learned) {
+                continue;
+            }
             let ep_flows: Vec<HeldFlow> = ep.flows.iter().map(|&(i, _)| flows[i].clone()).collect();
             let feats = self.features(app, ep, &flows);
             results.push((alert_id, ep.clone(), ep_flows, feats, closed));
@@ -753,7 +772,9 @@ impl Detector {
         if let Some(c) = &category {
             scopes.push(format!("category:{c}"));
         }
-        scopes.extend(groups.iter().map(|g| format!("group:{g}")));
+        // Business-role baselines: the app's category within each device group.
+        let cat_name = category.clone().unwrap_or_else(|| format!("app:{app}"));
+        scopes.extend(groups.iter().map(|g| format!("group:{g}/{cat_name}")));
         let device_events: Vec<LifecycleEvent> = dev.events.iter().cloned().collect();
 
         for (alert_id, ep, ep_flows, feats, closed) in results {
@@ -818,7 +839,12 @@ impl Detector {
             if closed && !st.learned {
                 st.learned = true;
                 if !alerted {
-                    let vals: Vec<(&str, f64)> = FEATURES.iter().map(|n| (*n, feats.get(n))).collect();
+                    let vals: Vec<(&str, f64)> = FEATURES
+                        .iter()
+                        .map(|n| (*n, feats.get(n)))
+                        .filter(|(n, v)| *v >= learn_floor(n))
+                        .filter(|(n, _)| *n != "periodicity" || feats.connections >= 4.0)
+                        .collect();
                     for s in &scopes {
                         self.baselines.insert(s, &vals, ep.end_ns);
                     }
@@ -840,6 +866,7 @@ impl Detector {
         }
         if let Some(w) = self.devices.get_mut(dk).and_then(|d| d.apps.get_mut(app)) {
             w.last_eval_ns = now_ns;
+            w.revise = false;
             // Still dirty while an episode may grow.
             w.dirty = !final_ && now_ns < w.last_activity_ns + self.cfg.timeline.episode_idle_ns;
         }
@@ -886,6 +913,13 @@ impl Detector {
         let mut stacks: BTreeSet<&str> = BTreeSet::new();
         let profile = self.cat.app(app, None);
         let cutoff = ep.start_ns.saturating_sub(self.cfg.new_age_ns);
+        // Novelty needs history: the app's memory must reach back past the cutoff.
+        let history = self.baselines.apps.get(app).is_some_and(|m| {
+            m.first_seen.iter().any(|(k, &t)| k.starts_with("d:") && t < cutoff)
+        });
+        let stack_history = self.baselines.apps.get(app).is_some_and(|m| {
+            m.first_seen.iter().any(|(k, &t)| k.starts_with("j:") && t < cutoff)
+        });
         for &(i, share) in &ep.flows {
             let h = flows[i];
             f.bytes_up += h.bytes_up as f64 * share;
@@ -896,7 +930,8 @@ impl Detector {
                     .cat
                     .lookup(&h.destination)
                     .is_some_and(|m| m.apps().any(|a| a.bundle_id == app));
-            if !in_catalog
+            if history
+                && !in_catalog
                 && self
                     .baselines
                     .first_seen(app, &format!("d:{}", h.destination))
@@ -906,8 +941,19 @@ impl Detector {
             }
             if let Some(j) = &h.ja4 {
                 let catalog_known = profile.is_some_and(|p| p.ja4.iter().any(|x| x == j));
-                let common = self.stacks.get(j).is_some_and(|s| s.len() >= COMMON_STACK_APPS);
-                if !catalog_known
+                // The platform's stack: established (seen before the cutoff) for many apps.
+                let common = self.stacks.get(j).is_some_and(|apps| {
+                    apps.iter()
+                        .filter(|a| {
+                            self.baselines
+                                .first_seen(a, &format!("j:{j}"))
+                                .is_some_and(|t| t < cutoff)
+                        })
+                        .count()
+                        >= COMMON_STACK_APPS
+                });
+                if stack_history
+                    && !catalog_known
                     && !common
                     && self
                         .baselines
@@ -950,11 +996,12 @@ impl Detector {
             let (pct, base, count, surprise) = match (name, &warm) {
                 ("bytes_up" | "bytes_down" | "duration_seconds" | "connections", Some((sc, sk))) => {
                     let p = sk.percentile(v).unwrap_or(0.5);
-                    let sur = clamp01((p - 0.9) / 0.09) * magnitude(name, v);
+                    let q95 = sk.quantile(0.95).unwrap_or(0.0);
+                    let sur = abs_surprise(name, v) * over_q95(v, q95);
                     (Some(p), sc.clone(), sk.count(), sur)
                 }
                 ("bytes_up" | "bytes_down" | "duration_seconds" | "connections", None) => {
-                    (None, "prior".to_string(), 0.0, prior_surprise(name, v))
+                    (None, "prior".to_string(), 0.0, abs_surprise(name, v))
                 }
                 ("periodicity", w) => {
                     let gate = feats.connections >= 4.0 && feats.duration_seconds >= 180.0;
@@ -993,7 +1040,7 @@ impl Detector {
         let volume = clamp01(
             0.6 * g("bytes_up") + 0.15 * g("bytes_down") + 0.25 * g("duration_seconds") + 0.1 * g("connections"),
         );
-        let beacon = g("periodicity") * (0.5 + 0.5 * g("new_destinations"));
+        let beacon = g("periodicity") * (0.3 + 0.7 * g("new_destinations"));
         let novelty = (0.6 * g("new_destinations")).max(0.9 * g("unusual_ja4"));
         let base = 1.0 - (1.0 - volume) * (1.0 - beacon) * (1.0 - novelty);
         let mut risk = if base >= 0.2 {
@@ -1320,9 +1367,11 @@ mod tests {
 
     #[test]
     fn priors_ramp() {
-        assert_eq!(prior_surprise("bytes_up", 50e3), 0.0);
-        assert!((prior_surprise("bytes_up", 5e6) - 1.0).abs() < 1e-9);
-        assert_eq!(prior_surprise("duration_seconds", 60.0), 0.0);
+        assert_eq!(abs_surprise("bytes_up", 50e3), 0.0);
+        assert!((abs_surprise("bytes_up", 5e6) - 1.0).abs() < 1e-9);
+        assert_eq!(abs_surprise("duration_seconds", 60.0), 0.0);
+        assert_eq!(over_q95(10.0, 20.0), 0.0);
+        assert!((over_q95(80.0, 20.0) - 1.0).abs() < 1e-9);
         assert_eq!(severity(95), 99);
         assert_eq!(severity(50), 47);
     }
