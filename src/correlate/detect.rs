@@ -1336,10 +1336,16 @@ fn explain(
     let posture_text = if !posture.in_catalog {
         "its entitlements are unknown (not in the catalog)".to_string()
     } else if posture.declares_background() {
+        let mut declared: Vec<String> = posture.background_modes.clone();
+        declared.extend(posture.network_extensions.iter().map(|n| format!("network extension {n}")));
+        if posture.push {
+            declared.push("push".to_string());
+        }
         format!(
-            "it declares background modes [{}] (persistence {}/5), which weigh the score down",
-            posture.background_modes.join(", "),
-            posture.persistence_score
+            "it declares [{}] (persistence {}/5), which weighs the score by {}",
+            declared.join(", "),
+            posture.persistence_score,
+            posture.weight
         )
     } else {
         "it declares no background mode, network extension or push, so nothing explains it".to_string()
