@@ -9,11 +9,11 @@ use nightjar::correlate::detect::DetectConfig;
 use nightjar::correlate::evidence::{EvidenceOptions, DEFAULT_QUOTA_BYTES};
 use nightjar::correlate::{AnalysisOptions, Correlator, CorrelatorOptions};
 use nightjar::mdm;
-use std::sync::Arc;
 use nightjar::output::Sink;
 use nightjar::pipeline::replay::{replay, ReplayOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(

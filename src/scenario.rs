@@ -164,16 +164,114 @@ enum Bg {
 }
 
 const APPS: &[App] = &[
-    App { bundle: "com.example.chat", name: "Chat", category: "messaging", domains: &["api.chat-example.net", "media.chat-example.net", "voip.chat-example.net"], modes: &["voip", "remote-notification", "audio"], push: true, own_stack: false, bg: Bg::Voip },
-    App { bundle: "com.example.mail", name: "Mail", category: "email", domains: &["imap.mail-example.com", "api.mail-example.com"], modes: &["fetch", "remote-notification"], push: true, own_stack: false, bg: Bg::MailFetch },
-    App { bundle: "com.example.drive", name: "Drive", category: "storage", domains: &["sync.drive-example.com", "upload.drive-example.com", "cdn.drive-example.com"], modes: &["fetch", "processing", "remote-notification"], push: true, own_stack: false, bg: Bg::Storage },
-    App { bundle: "com.example.notes", name: "Notes", category: "productivity", domains: &["api.notes-example.io", "files.notes-example.io"], modes: &[], push: false, own_stack: false, bg: Bg::None },
-    App { bundle: "com.example.news", name: "News", category: "news", domains: &["feed.news-example.org", "img.news-example.org"], modes: &["fetch"], push: true, own_stack: false, bg: Bg::Refresh },
-    App { bundle: "com.example.maps", name: "Maps", category: "navigation", domains: &["tiles.maps-example.net", "route.maps-example.net"], modes: &["location", "audio"], push: false, own_stack: false, bg: Bg::Location },
-    App { bundle: "com.example.bank", name: "Bank", category: "finance", domains: &["api.bank-example.com", "auth.bank-example.com"], modes: &[], push: true, own_stack: false, bg: Bg::None },
-    App { bundle: "com.example.game", name: "Game", category: "games", domains: &["play.game-example.gg", "assets.game-example.gg"], modes: &[], push: false, own_stack: false, bg: Bg::None },
-    App { bundle: "com.example.fitness", name: "Fitness", category: "health", domains: &["api.fit-example.app"], modes: &["fetch", "bluetooth-central"], push: false, own_stack: false, bg: Bg::Refresh },
-    App { bundle: "com.example.social", name: "Social", category: "social", domains: &["graph.social-example.com", "video.social-example.com"], modes: &["fetch", "remote-notification"], push: true, own_stack: true, bg: Bg::Refresh },
+    App {
+        bundle: "com.example.chat",
+        name: "Chat",
+        category: "messaging",
+        domains: &[
+            "api.chat-example.net",
+            "media.chat-example.net",
+            "voip.chat-example.net",
+        ],
+        modes: &["voip", "remote-notification", "audio"],
+        push: true,
+        own_stack: false,
+        bg: Bg::Voip,
+    },
+    App {
+        bundle: "com.example.mail",
+        name: "Mail",
+        category: "email",
+        domains: &["imap.mail-example.com", "api.mail-example.com"],
+        modes: &["fetch", "remote-notification"],
+        push: true,
+        own_stack: false,
+        bg: Bg::MailFetch,
+    },
+    App {
+        bundle: "com.example.drive",
+        name: "Drive",
+        category: "storage",
+        domains: &[
+            "sync.drive-example.com",
+            "upload.drive-example.com",
+            "cdn.drive-example.com",
+        ],
+        modes: &["fetch", "processing", "remote-notification"],
+        push: true,
+        own_stack: false,
+        bg: Bg::Storage,
+    },
+    App {
+        bundle: "com.example.notes",
+        name: "Notes",
+        category: "productivity",
+        domains: &["api.notes-example.io", "files.notes-example.io"],
+        modes: &[],
+        push: false,
+        own_stack: false,
+        bg: Bg::None,
+    },
+    App {
+        bundle: "com.example.news",
+        name: "News",
+        category: "news",
+        domains: &["feed.news-example.org", "img.news-example.org"],
+        modes: &["fetch"],
+        push: true,
+        own_stack: false,
+        bg: Bg::Refresh,
+    },
+    App {
+        bundle: "com.example.maps",
+        name: "Maps",
+        category: "navigation",
+        domains: &["tiles.maps-example.net", "route.maps-example.net"],
+        modes: &["location", "audio"],
+        push: false,
+        own_stack: false,
+        bg: Bg::Location,
+    },
+    App {
+        bundle: "com.example.bank",
+        name: "Bank",
+        category: "finance",
+        domains: &["api.bank-example.com", "auth.bank-example.com"],
+        modes: &[],
+        push: true,
+        own_stack: false,
+        bg: Bg::None,
+    },
+    App {
+        bundle: "com.example.game",
+        name: "Game",
+        category: "games",
+        domains: &["play.game-example.gg", "assets.game-example.gg"],
+        modes: &[],
+        push: false,
+        own_stack: false,
+        bg: Bg::None,
+    },
+    App {
+        bundle: "com.example.fitness",
+        name: "Fitness",
+        category: "health",
+        domains: &["api.fit-example.app"],
+        modes: &["fetch", "bluetooth-central"],
+        push: false,
+        own_stack: false,
+        bg: Bg::Refresh,
+    },
+    App {
+        bundle: "com.example.social",
+        name: "Social",
+        category: "social",
+        domains: &["graph.social-example.com", "video.social-example.com"],
+        modes: &["fetch", "remote-notification"],
+        push: true,
+        own_stack: true,
+        bg: Bg::Refresh,
+    },
 ];
 
 const SDK_DOMAINS: &[&str] = &["events.analytics-sdk.example", "reports.crash-sdk.example"];
@@ -194,7 +292,11 @@ fn unhex(s: &str) -> Vec<u8> {
             _ => c - b'A' + 10,
         })
         .collect();
-    digits.chunks(2).filter(|p| p.len() == 2).map(|p| (p[0] << 4) | p[1]).collect()
+    digits
+        .chunks(2)
+        .filter(|p| p.len() == 2)
+        .map(|p| (p[0] << 4) | p[1])
+        .collect()
 }
 
 /// A TLS ClientHello record with its server_name extension replaced by `name`.
@@ -255,7 +357,7 @@ pub fn rewrite_sni(record: &[u8], name: &str) -> Option<Vec<u8>> {
 #[derive(Clone, Copy, PartialEq)]
 enum Stack {
     System,
-    AppStack,
+    AppOwn,
     Custom,
 }
 
@@ -293,7 +395,9 @@ struct Builder {
 const GW_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x10, 0x00, 0x01];
 
 fn server_ip(name: &str) -> [u8; 4] {
-    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     let nets = [[203, 0, 113], [198, 51, 100], [192, 0, 2]];
     let n = nets[(h % 3) as usize];
     [n[0], n[1], n[2], 1 + ((h >> 8) % 250) as u8]
@@ -302,7 +406,11 @@ fn server_ip(name: &str) -> [u8; 4] {
 fn checksum(data: &[u8]) -> u16 {
     let mut sum = 0u32;
     for c in data.chunks(2) {
-        let w = if c.len() == 2 { u16::from_be_bytes([c[0], c[1]]) } else { u16::from(c[0]) << 8 };
+        let w = if c.len() == 2 {
+            u16::from_be_bytes([c[0], c[1]])
+        } else {
+            u16::from(c[0]) << 8
+        };
         sum += u32::from(w);
     }
     while sum >> 16 != 0 {
@@ -348,7 +456,18 @@ fn frame(
 }
 
 impl Builder {
-    fn emit_event(&mut self, device: &str, bundle: Option<&str>, kind: &str, ts: u64, observed: u64, source: &str, confidence: &str, version: Option<&str>) {
+    #[allow(clippy::too_many_arguments)]
+    fn emit_event(
+        &mut self,
+        device: &str,
+        bundle: Option<&str>,
+        kind: &str,
+        ts: u64,
+        observed: u64,
+        source: &str,
+        confidence: &str,
+        version: Option<&str>,
+    ) {
         self.event_seq += 1;
         let mut line = format!(
             r#"{{"id":"ev-{}","device_id":"{device}","kind":"{kind}","ts":"{}","observed_ts":"{}","source":"{source}","confidence":"{confidence}""#,
@@ -367,13 +486,24 @@ impl Builder {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn flow(&mut self, dev: &mut Device, bundle: &str, spec: FlowSpec, distinctive: bool, malicious: bool) {
+    fn flow(
+        &mut self,
+        dev: &mut Device,
+        bundle: &str,
+        spec: FlowSpec,
+        distinctive: bool,
+        malicious: bool,
+    ) {
         let sport = dev.next_port;
-        dev.next_port = if dev.next_port >= 65_000 { 20_000 } else { dev.next_port + 1 };
+        dev.next_port = if dev.next_port >= 65_000 {
+            20_000
+        } else {
+            dev.next_port + 1
+        };
         let dip = server_ip(&spec.name);
         let hello_src = match spec.stack {
             Stack::System => &self.hellos[0],
-            Stack::AppStack => &self.hellos[1],
+            Stack::AppOwn => &self.hellos[1],
             Stack::Custom => &self.hellos[2],
         };
         let hello = rewrite_sni(hello_src, &spec.name).unwrap_or_else(|| hello_src.clone());
@@ -391,11 +521,22 @@ impl Builder {
         let mut sseq: u32 = (self.rng.next() & 0xffff_ffff) as u32;
         let t0 = spec.start;
         let rtt = 20_000_000 + self.rng.range(0, 30_000_000);
-        let push = |pk: &mut Vec<(u64, Vec<u8>, u32)>, t: u64, from_client: bool, flags: u8, payload: &[u8], claimed: u64, cseq: &mut u32, sseq: &mut u32| {
+        let push = |pk: &mut Vec<(u64, Vec<u8>, u32)>,
+                    t: u64,
+                    from_client: bool,
+                    flags: u8,
+                    payload: &[u8],
+                    claimed: u64,
+                    cseq: &mut u32,
+                    sseq: &mut u32| {
             let (f, orig) = if from_client {
-                frame(cm, sm, c, s, sport, 443, *cseq, *sseq, flags, payload, claimed)
+                frame(
+                    cm, sm, c, s, sport, 443, *cseq, *sseq, flags, payload, claimed,
+                )
             } else {
-                frame(sm, cm, s, c, 443, sport, *sseq, *cseq, flags, payload, claimed)
+                frame(
+                    sm, cm, s, c, 443, sport, *sseq, *cseq, flags, payload, claimed,
+                )
             };
             let adv = claimed as u32 + u32::from(flags & 0x03 != 0);
             if from_client {
@@ -411,9 +552,27 @@ impl Builder {
         push(pk, t0, true, 0x02, &[], 0, &mut cseq, &mut sseq);
         push(pk, t0 + rtt / 2, false, 0x12, &[], 0, &mut cseq, &mut sseq);
         push(pk, t0 + rtt, true, 0x10, &[], 0, &mut cseq, &mut sseq);
-        push(pk, t0 + rtt + 100_000, true, 0x18, &hello, hello.len() as u64, &mut cseq, &mut sseq);
+        push(
+            pk,
+            t0 + rtt + 100_000,
+            true,
+            0x18,
+            &hello,
+            hello.len() as u64,
+            &mut cseq,
+            &mut sseq,
+        );
         let server_first = [0x17u8, 0x03, 0x03, 0x00, 0x20];
-        push(pk, t0 + 2 * rtt, false, 0x18, &server_first, 1400, &mut cseq, &mut sseq);
+        push(
+            pk,
+            t0 + 2 * rtt,
+            false,
+            0x18,
+            &server_first,
+            1400,
+            &mut cseq,
+            &mut sseq,
+        );
         let data_start = t0 + 2 * rtt + 1_000_000;
         let end = t0 + spec.duration.max(3 * rtt);
         let span = end.saturating_sub(data_start).max(1);
@@ -452,7 +611,7 @@ impl Builder {
 
 fn app_stack(a: &App) -> Stack {
     if a.own_stack {
-        Stack::AppStack
+        Stack::AppOwn
     } else {
         Stack::System
     }
@@ -463,7 +622,11 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
     let mut b = Builder {
         rng: Rng(cfg.seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(cfg.day)),
         packets: Vec::new(),
-        hellos: [unhex(HELLO_SYSTEM), unhex(HELLO_APP_STACK), unhex(HELLO_CUSTOM)],
+        hellos: [
+            unhex(HELLO_SYSTEM),
+            unhex(HELLO_APP_STACK),
+            unhex(HELLO_CUSTOM),
+        ],
         truth: Truth {
             seed: cfg.seed,
             day: cfg.day,
@@ -500,7 +663,18 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
     let day_end = day_start + u64::from(cfg.hours) * 3600 * S;
     for dev in &mut devices {
         // APNs: one long connection, keep-alive every 15 min.
-        { let spec = FlowSpec { start: day_start + b.rng.range(0, 60) * S, duration: day_end - day_start - 120 * S, name: "17-courier.push.apple.com".into(), stack: Stack::System, up: 4000, down: 8000, keepalive: Some(900 * S) }; b.flow(dev, "system", spec, false, false); }
+        {
+            let spec = FlowSpec {
+                start: day_start + b.rng.range(0, 60) * S,
+                duration: day_end - day_start - 120 * S,
+                name: "17-courier.push.apple.com".into(),
+                stack: Stack::System,
+                up: 4000,
+                down: 8000,
+                keepalive: Some(900 * S),
+            };
+            b.flow(dev, "system", spec, false, false);
+        }
         // Foreground sessions, not overlapping.
         let mut t = day_start + b.rng.range(300, 1800) * S;
         let mut sessions: Vec<(usize, u64, u64)> = Vec::new();
@@ -514,7 +688,11 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
         let mut plans: Vec<(&'static str, usize)> = Vec::new();
         if cfg.malicious && !sessions.is_empty() {
             let n = 1 + usize::from(b.rng.chance(0.4));
-            let kinds = ["upload_after_background", "beacon_new_domain", "custom_tls_stack"];
+            let kinds = [
+                "upload_after_background",
+                "beacon_new_domain",
+                "custom_tls_stack",
+            ];
             for _ in 0..n {
                 let kind = *b.rng.pick(&kinds);
                 let idx = (b.rng.next() % sessions.len() as u64) as usize;
@@ -543,8 +721,26 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
         for (si, &(ai, s0, s1)) in sessions.iter().enumerate() {
             let app = &APPS[ai];
             if dev.reported {
-                b.emit_event(&dev.id, Some(app.bundle), "app_foreground", s0, s0 + S, "appconfig-sdk", "reported", None);
-                b.emit_event(&dev.id, Some(app.bundle), "app_background", s1, s1 + S, "appconfig-sdk", "reported", None);
+                b.emit_event(
+                    &dev.id,
+                    Some(app.bundle),
+                    "app_foreground",
+                    s0,
+                    s0 + S,
+                    "appconfig-sdk",
+                    "reported",
+                    None,
+                );
+                b.emit_event(
+                    &dev.id,
+                    Some(app.bundle),
+                    "app_background",
+                    s1,
+                    s1 + S,
+                    "appconfig-sdk",
+                    "reported",
+                    None,
+                );
             }
             // Bursts through the session.
             let mut bt = s0;
@@ -552,16 +748,39 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
             while bt < s1 {
                 let n = b.rng.range(3, 6);
                 for k in 0..n {
-                    let name = app.domains[(b.rng.next() % app.domains.len() as u64) as usize].to_string();
+                    let name =
+                        app.domains[(b.rng.next() % app.domains.len() as u64) as usize].to_string();
                     let start = bt + k * b.rng.range(50, 400) * 1_000_000;
                     let dur = b.rng.range(300, 4000) * 1_000_000;
                     let (up, down) = (b.rng.range(1_000, 20_000), b.rng.range(5_000, 400_000));
-                    { let spec = FlowSpec { start, duration: dur, name, stack: app_stack(app), up, down, keepalive: None }; b.flow(dev, app.bundle, spec, true, false); }
+                    {
+                        let spec = FlowSpec {
+                            start,
+                            duration: dur,
+                            name,
+                            stack: app_stack(app),
+                            up,
+                            down,
+                            keepalive: None,
+                        };
+                        b.flow(dev, app.bundle, spec, true, false);
+                    }
                 }
                 if first || b.rng.chance(0.3) {
                     let sdk = (*b.rng.pick(SDK_DOMAINS)).to_string();
                     let start = bt + b.rng.range(100, 900) * 1_000_000;
-                    { let spec = FlowSpec { start, duration: 400_000_000, name: sdk, stack: Stack::System, up: 3000, down: 1500, keepalive: None }; b.flow(dev, app.bundle, spec, false, false); }
+                    {
+                        let spec = FlowSpec {
+                            start,
+                            duration: 400_000_000,
+                            name: sdk,
+                            stack: Stack::System,
+                            up: 3000,
+                            down: 1500,
+                            keepalive: None,
+                        };
+                        b.flow(dev, app.bundle, spec, false, false);
+                    }
                 }
                 first = false;
                 bt += b.rng.range(5, 40) * S;
@@ -577,14 +796,40 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
                         let dur = b.rng.range(180, 600) * S;
                         let up = b.rng.range(2_000_000, 10_000_000);
                         let name = app.domains[0].to_string();
-                        { let spec = FlowSpec { start, duration: dur, name, stack: app_stack(app), up, down: up / 50, keepalive: None }; b.flow(dev, app.bundle, spec, true, true); }
+                        {
+                            let spec = FlowSpec {
+                                start,
+                                duration: dur,
+                                name,
+                                stack: app_stack(app),
+                                up,
+                                down: up / 50,
+                                keepalive: None,
+                            };
+                            b.flow(dev, app.bundle, spec, true, true);
+                        }
                         (start, start + dur)
                     }
                     "beacon_new_domain" => {
-                        let name = format!("{}.cdn-sync{}.net", ["m", "api", "t", "v2"][(b.rng.next() % 4) as usize], b.rng.range(10, 9999));
+                        let name = format!(
+                            "{}.cdn-sync{}.net",
+                            ["m", "api", "t", "v2"][(b.rng.next() % 4) as usize],
+                            b.rng.range(10, 9999)
+                        );
                         // First contact while in the foreground.
                         let first = s0 + b.rng.range(1, 3) * S / 2;
-                        { let spec = FlowSpec { start: first, duration: 800_000_000, name: name.clone(), stack: app_stack(app), up: 3000, down: 2000, keepalive: None }; b.flow(dev, app.bundle, spec, false, true); }
+                        {
+                            let spec = FlowSpec {
+                                start: first,
+                                duration: 800_000_000,
+                                name: name.clone(),
+                                stack: app_stack(app),
+                                up: 3000,
+                                down: 2000,
+                                keepalive: None,
+                            };
+                            b.flow(dev, app.bundle, spec, false, true);
+                        }
                         let period = b.rng.range(60, 180) * S;
                         let count = b.rng.range(8, 20);
                         let mut bt = s1 + b.rng.range(45, 120) * S;
@@ -592,7 +837,18 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
                         for _ in 0..count {
                             let jitter = (b.rng.f() - 0.5) * 0.04 * period as f64;
                             let at = (bt as f64 + jitter) as u64;
-                            { let spec = FlowSpec { start: at, duration: 600_000_000, name: name.clone(), stack: app_stack(app), up: b.rng.range(2_000, 8_000), down: b.rng.range(1_000, 4_000), keepalive: None }; b.flow(dev, app.bundle, spec, false, true); }
+                            {
+                                let spec = FlowSpec {
+                                    start: at,
+                                    duration: 600_000_000,
+                                    name: name.clone(),
+                                    stack: app_stack(app),
+                                    up: b.rng.range(2_000, 8_000),
+                                    down: b.rng.range(1_000, 4_000),
+                                    keepalive: None,
+                                };
+                                b.flow(dev, app.bundle, spec, false, true);
+                            }
                             bt += period;
                         }
                         (start, bt)
@@ -602,9 +858,22 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
                         let start = bt;
                         let n = b.rng.range(3, 6);
                         for _ in 0..n {
-                            let name = app.domains[(b.rng.next() % app.domains.len() as u64) as usize].to_string();
+                            let name = app.domains
+                                [(b.rng.next() % app.domains.len() as u64) as usize]
+                                .to_string();
                             let dur = b.rng.range(5, 30) * S;
-                            { let spec = FlowSpec { start: bt, duration: dur, name, stack: Stack::Custom, up: b.rng.range(50_000, 300_000), down: b.rng.range(2_000, 20_000), keepalive: None }; b.flow(dev, app.bundle, spec, true, true); }
+                            {
+                                let spec = FlowSpec {
+                                    start: bt,
+                                    duration: dur,
+                                    name,
+                                    stack: Stack::Custom,
+                                    up: b.rng.range(50_000, 300_000),
+                                    down: b.rng.range(2_000, 20_000),
+                                    keepalive: None,
+                                };
+                                b.flow(dev, app.bundle, spec, true, true);
+                            }
                             bt += dur + b.rng.range(20, 90) * S;
                         }
                         (start, bt)
@@ -624,7 +893,18 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
             if app.bg == Bg::Location && b.rng.chance(0.5) {
                 let mut bt = s1 + 60 * S;
                 for _ in 0..b.rng.range(6, 15) {
-                    { let spec = FlowSpec { start: bt, duration: 500_000_000, name: "route.maps-example.net".into(), stack: app_stack(app), up: 1500, down: 3000, keepalive: None }; b.flow(dev, app.bundle, spec, true, false); }
+                    {
+                        let spec = FlowSpec {
+                            start: bt,
+                            duration: 500_000_000,
+                            name: "route.maps-example.net".into(),
+                            stack: app_stack(app),
+                            up: 1500,
+                            down: 3000,
+                            keepalive: None,
+                        };
+                        b.flow(dev, app.bundle, spec, true, false);
+                    }
                     bt += 60 * S + b.rng.range(0, 2) * S;
                 }
             }
@@ -636,32 +916,88 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
             match app.bg {
                 Bg::Voip => {
                     let start = day_start + b.rng.range(60, 600) * S;
-                    { let spec = FlowSpec { start, duration: b.rng.range(3, 8) * 3600 * S, name: "voip.chat-example.net".into(), stack: app_stack(app), up: 20_000, down: 20_000, keepalive: Some(b.rng.range(30, 120) * S) }; b.flow(dev, app.bundle, spec, true, false); }
+                    {
+                        let spec = FlowSpec {
+                            start,
+                            duration: b.rng.range(3, 8) * 3600 * S,
+                            name: "voip.chat-example.net".into(),
+                            stack: app_stack(app),
+                            up: 20_000,
+                            down: 20_000,
+                            keepalive: Some(b.rng.range(30, 120) * S),
+                        };
+                        b.flow(dev, app.bundle, spec, true, false);
+                    }
                 }
                 Bg::MailFetch => {
                     let mut t = day_start + b.rng.range(300, 900) * S;
                     while t < day_end {
                         for k in 0..b.rng.range(1, 2) {
-                            { let spec = FlowSpec { start: t + k * S, duration: b.rng.range(1, 5) * S, name: "imap.mail-example.com".into(), stack: app_stack(app), up: b.rng.range(2_000, 30_000), down: b.rng.range(5_000, 300_000), keepalive: None }; b.flow(dev, app.bundle, spec, true, false); }
+                            {
+                                let spec = FlowSpec {
+                                    start: t + k * S,
+                                    duration: b.rng.range(1, 5) * S,
+                                    name: "imap.mail-example.com".into(),
+                                    stack: app_stack(app),
+                                    up: b.rng.range(2_000, 30_000),
+                                    down: b.rng.range(5_000, 300_000),
+                                    keepalive: None,
+                                };
+                                b.flow(dev, app.bundle, spec, true, false);
+                            }
                         }
                         t += b.rng.range(600, 1500) * S;
                     }
                 }
                 Bg::Storage => {
                     for _ in 0..b.rng.range(1, 2) {
-                        let t = day_start + b.rng.range(1800, u64::from(cfg.hours) * 3600 - 1800) * S;
+                        let t =
+                            day_start + b.rng.range(1800, u64::from(cfg.hours) * 3600 - 1800) * S;
                         let dur = b.rng.range(120, 360) * S;
-                        { let spec = FlowSpec { start: t, duration: dur, name: "cdn.drive-example.com".into(), stack: app_stack(app), up: b.rng.range(5_000, 50_000), down: b.rng.range(20_000_000, 80_000_000), keepalive: None }; b.flow(dev, app.bundle, spec, true, false); }
+                        {
+                            let spec = FlowSpec {
+                                start: t,
+                                duration: dur,
+                                name: "cdn.drive-example.com".into(),
+                                stack: app_stack(app),
+                                up: b.rng.range(5_000, 50_000),
+                                down: b.rng.range(20_000_000, 80_000_000),
+                                keepalive: None,
+                            };
+                            b.flow(dev, app.bundle, spec, true, false);
+                        }
                     }
                     let t = day_start + b.rng.range(1800, u64::from(cfg.hours) * 3600 - 1800) * S;
                     let dur = b.rng.range(180, 600) * S;
-                    { let spec = FlowSpec { start: t, duration: dur, name: "upload.drive-example.com".into(), stack: app_stack(app), up: b.rng.range(5_000_000, 30_000_000), down: b.rng.range(20_000, 200_000), keepalive: None }; b.flow(dev, app.bundle, spec, true, false); }
+                    {
+                        let spec = FlowSpec {
+                            start: t,
+                            duration: dur,
+                            name: "upload.drive-example.com".into(),
+                            stack: app_stack(app),
+                            up: b.rng.range(5_000_000, 30_000_000),
+                            down: b.rng.range(20_000, 200_000),
+                            keepalive: None,
+                        };
+                        b.flow(dev, app.bundle, spec, true, false);
+                    }
                 }
                 Bg::Refresh => {
                     for _ in 0..b.rng.range(2, 4) {
                         let t = day_start + b.rng.range(600, u64::from(cfg.hours) * 3600 - 600) * S;
                         let name = app.domains[0].to_string();
-                        { let spec = FlowSpec { start: t, duration: b.rng.range(1, 8) * S, name, stack: app_stack(app), up: b.rng.range(1_000, 10_000), down: b.rng.range(10_000, 500_000), keepalive: None }; b.flow(dev, app.bundle, spec, true, false); }
+                        {
+                            let spec = FlowSpec {
+                                start: t,
+                                duration: b.rng.range(1, 8) * S,
+                                name,
+                                stack: app_stack(app),
+                                up: b.rng.range(1_000, 10_000),
+                                down: b.rng.range(10_000, 500_000),
+                                keepalive: None,
+                            };
+                            b.flow(dev, app.bundle, spec, true, false);
+                        }
                     }
                 }
                 Bg::Location | Bg::None => {}
@@ -670,25 +1006,65 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
                 for _ in 0..b.rng.range(3, 12) {
                     let t = day_start + b.rng.range(600, u64::from(cfg.hours) * 3600 - 600) * S;
                     if dev.reported {
-                        b.emit_event(&dev.id, Some(app.bundle), "push_wake", t, t + S, "appconfig-sdk", "reported", None);
+                        b.emit_event(
+                            &dev.id,
+                            Some(app.bundle),
+                            "push_wake",
+                            t,
+                            t + S,
+                            "appconfig-sdk",
+                            "reported",
+                            None,
+                        );
                     }
                     let name = app.domains[0].to_string();
-                    { let spec = FlowSpec { start: t + S, duration: b.rng.range(1, 4) * S, name, stack: app_stack(app), up: b.rng.range(1_000, 6_000), down: b.rng.range(2_000, 40_000), keepalive: None }; b.flow(dev, app.bundle, spec, true, false); }
+                    {
+                        let spec = FlowSpec {
+                            start: t + S,
+                            duration: b.rng.range(1, 4) * S,
+                            name,
+                            stack: app_stack(app),
+                            up: b.rng.range(1_000, 6_000),
+                            down: b.rng.range(2_000, 40_000),
+                            keepalive: None,
+                        };
+                        b.flow(dev, app.bundle, spec, true, false);
+                    }
                 }
             }
         }
         // iCloud sync now and then (system).
         for _ in 0..b.rng.range(2, 6) {
             let t = day_start + b.rng.range(600, u64::from(cfg.hours) * 3600 - 600) * S;
-            { let spec = FlowSpec { start: t, duration: 2 * S, name: "gateway.icloud.com".into(), stack: Stack::System, up: 5_000, down: 20_000, keepalive: None }; b.flow(dev, "system", spec, false, false); }
+            {
+                let spec = FlowSpec {
+                    start: t,
+                    duration: 2 * S,
+                    name: "gateway.icloud.com".into(),
+                    stack: Stack::System,
+                    up: 5_000,
+                    down: 20_000,
+                    keepalive: None,
+                };
+                b.flow(dev, "system", spec, false, false);
+            }
         }
         // MDM check-in, reported.
-        b.emit_event(&dev.id, None, "checkin", day_start + 3600 * S, day_start + 3600 * S + 30 * S, "mdm", "reported", None);
+        b.emit_event(
+            &dev.id,
+            None,
+            "checkin",
+            day_start + 3600 * S,
+            day_start + 3600 * S + 30 * S,
+            "mdm",
+            "reported",
+            None,
+        );
     }
 
     // pcap
     let mut packets = std::mem::take(&mut b.packets);
-    packets.sort_by(|a, c| a.0.cmp(&c.0));
+    packets.sort_by_key(|p| p.0);
     let mut pcap = Vec::with_capacity(24 + packets.iter().map(|p| 16 + p.1.len()).sum::<usize>());
     pcap.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     pcap.extend_from_slice(&2u16.to_le_bytes());
@@ -710,13 +1086,22 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
         let apps: Vec<String> = d
             .apps
             .iter()
-            .map(|&a| format!(r#"{{"bundle_id": "{}", "version": "1.0", "managed": true}}"#, APPS[a].bundle))
+            .map(|&a| {
+                format!(
+                    r#"{{"bundle_id": "{}", "version": "1.0", "managed": true}}"#,
+                    APPS[a].bundle
+                )
+            })
             .collect();
         let _ = write!(
             inv,
             r#"  {{"id": "{}", "wifi_mac": "{}", "model": "iPhone15,2", "os_version": "17.4.1", "ownership": "corporate", "groups": ["{}"], "apps": [{}]}}{}"#,
             d.id,
-            d.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"),
+            d.mac
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
             d.group,
             apps.join(", "),
             if i + 1 < devices.len() { ",\n" } else { "\n" }
@@ -767,7 +1152,10 @@ mod tests {
             let rec = unhex(hex);
             let out = rewrite_sni(&rec, "api.example-app.com").expect("rewrites");
             let body = &out[5..];
-            let ch = crate::proto::tls::parse_client_hello(&body[4..], crate::proto::tls::Transport::Tcp);
+            let ch = crate::proto::tls::parse_client_hello(
+                &body[4..],
+                crate::proto::tls::Transport::Tcp,
+            );
             let ch = ch.expect("parses");
             assert_eq!(ch.sni.as_deref(), Some("api.example-app.com"));
         }
@@ -776,7 +1164,12 @@ mod tests {
 
     #[test]
     fn deterministic_by_seed() {
-        let cfg = ScenarioConfig { devices: 2, hours: 3, malicious: true, ..ScenarioConfig::default() };
+        let cfg = ScenarioConfig {
+            devices: 2,
+            hours: 3,
+            malicious: true,
+            ..ScenarioConfig::default()
+        };
         let a = generate(&cfg);
         let b = generate(&cfg);
         assert_eq!(a.pcap, b.pcap);

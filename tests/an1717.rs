@@ -156,7 +156,9 @@ fn score_attribution(s: &Scenario, records: &[Value], f: &mut Figures) {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string(),
-            r.pointer("/source/port").and_then(Value::as_u64).unwrap_or(0),
+            r.pointer("/source/port")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
         );
         if let Some(want) = truth.get(&key) {
             f.distinctive_flows += 1;
@@ -278,9 +280,18 @@ fn an1717_recall_false_alerts_and_attribution_over_seeds() {
         total.distinctive_flows,
         total.by_kind
     );
-    assert!(total.malicious >= 15, "too few malicious episodes generated");
-    assert!(total.distinctive_flows >= 1000, "too few flows to measure attribution");
+    assert!(
+        total.malicious >= 15,
+        "too few malicious episodes generated"
+    );
+    assert!(
+        total.distinctive_flows >= 1000,
+        "too few flows to measure attribution"
+    );
     assert!(recall >= 0.95, "AN1717 recall {recall:.3} < 0.95");
-    assert!(fa <= 0.05, "{fa:.3} false alerts per benign device-day > 0.05");
+    assert!(
+        fa <= 0.05,
+        "{fa:.3} false alerts per benign device-day > 0.05"
+    );
     assert!(attr >= 0.97, "attribution {attr:.4} < 0.97");
 }

@@ -28,7 +28,10 @@ fn main() -> Result<()> {
             other => bail!("unknown argument {other:?}"),
         }
     }
-    anyhow::ensure!((1..=200).contains(&cfg.devices), "--devices must be 1..=200");
+    anyhow::ensure!(
+        (1..=200).contains(&cfg.devices),
+        "--devices must be 1..=200"
+    );
     anyhow::ensure!((1..=24).contains(&cfg.hours), "--hours must be 1..=24");
     let out = out.context("--out DIR is required")?;
     std::fs::create_dir_all(&out)?;
@@ -37,7 +40,10 @@ fn main() -> Result<()> {
     std::fs::write(out.join("inventory.json"), &s.inventory_json)?;
     std::fs::write(out.join("events.ndjson"), &s.events_ndjson)?;
     std::fs::write(out.join("catalog.json"), &s.catalog_json)?;
-    std::fs::write(out.join(format!("{name}.truth.json")), serde_json::to_string_pretty(&s.truth)?)?;
+    std::fs::write(
+        out.join(format!("{name}.truth.json")),
+        serde_json::to_string_pretty(&s.truth)?,
+    )?;
     eprintln!(
         "{}: {} bytes, {} flows, {} malicious episodes",
         out.join(format!("{name}.pcap")).display(),

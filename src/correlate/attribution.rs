@@ -208,12 +208,18 @@ pub struct Attributor {
     pub stats: AttributionStats,
 }
 
-#[derive(Default, Clone)]
+#[derive(Clone)]
 struct Evidence {
     /// Product of (1 − strength): the score is 1 − this.
     miss: f64,
     best: f64,
     best_method: Option<Method>,
+}
+
+impl Default for Evidence {
+    fn default() -> Evidence {
+        Evidence::new()
+    }
 }
 
 impl Evidence {
@@ -267,21 +273,21 @@ impl Attributor {
     ) -> Attribution {
         let mut reasons = Vec::new();
         // Candidates: the device's apps, else the catalog's.
-        let (candidates, factor): (Vec<&str>, f64) =
-            match device.filter(|d| inv.device(d).is_some()) {
-                Some(d) => (
-                    inv.apps(d).iter().map(|a| a.bundle_id.as_str()).collect(),
-                    1.0,
-                ),
-                None => {
-                    let mut all: Vec<&str> =
-                        cat.apps().iter().map(|a| a.bundle_id.as_str()).collect();
-                    all.sort_unstable();
-                    all.dedup();
-                    reasons.push("device apps unknown: every catalog app is a candidate".into());
-                    (all, UNSCOPED_FACTOR)
-                }
-            };
+        let (candidates, factor): (Vec<&str>, f64) = match device
+            .filter(|d| inv.device(d).is_some())
+        {
+            Some(d) => (
+                inv.apps(d).iter().map(|a| a.bundle_id.as_str()).collect(),
+                1.0,
+            ),
+            None => {
+                let mut all: Vec<&str> = cat.apps().iter().map(|a| a.bundle_id.as_str()).collect();
+                all.sort_unstable();
+                all.dedup();
+                reasons.push("device apps unknown: every catalog app is a candidate".into());
+                (all, UNSCOPED_FACTOR)
+            }
+        };
         let is_candidate = |b: &str| candidates.binary_search(&b).is_ok();
         let mut ev: HashMap<&str, Evidence> = HashMap::new();
         let mut app_domain = false;
@@ -319,7 +325,9 @@ impl Attributor {
                         let base = if m.exact { 0.9 } else { 0.85 };
                         let s = factor * base / (owners.len() as f64).sqrt();
                         for o in &owners {
-                            ev.entry(o).or_insert_with(Evidence::new).add(s, Method::Domain);
+                            ev.entry(o)
+                                .or_default()
+                                .add(s, Method::Domain);
                         }
                         reasons.push(if owners.len() == 1 {
                             format!("{src} name {name} matches catalog domain {pat} of {}", owners[0])
@@ -361,9 +369,14 @@ impl Attributor {
             if !owners.is_empty() {
                 let s = factor * 0.6 / (owners.len() as f64).sqrt();
                 for o in &owners {
-                    ev.entry(o).or_insert_with(Evidence::new).add(s, Method::Ja4);
+                    ev.entry(o)
+                        .or_default()
+                        .add(s, Method::Ja4);
                 }
-                reasons.push(format!("JA4 {ja4} is listed in the catalog for {}", owners.join(", ")));
+                reasons.push(format!(
+                    "JA4 {ja4} is listed in the catalog for {}",
+                    owners.join(", ")
+                ));
             } else if let Some(st) = self.ja4.get(ja4) {
                 if st.total >= JA4_LEARN_MIN {
                     if let Some((app, n)) = st.by_app.iter().max_by_key(|(_, n)| *n) {
@@ -371,7 +384,9 @@ impl Attributor {
                         if share >= JA4_DISTINCT_SHARE && is_candidate(app) {
                             let s = factor * 0.5 * share;
                             if let Some(key) = candidates.iter().find(|c| **c == app.as_str()) {
-                                ev.entry(key).or_insert_with(Evidence::new).add(s, Method::Ja4);
+                                ev.entry(key)
+                                    .or_default()
+                                    .add(s, Method::Ja4);
                             }
                             reasons.push(format!(
                                 "JA4 {ja4} was seen for {app} in {n} of {} confident attributions",
@@ -405,7 +420,9 @@ impl Attributor {
                     let s = factor * 0.55 / burst.len() as f64;
                     for a in &burst {
                         if let Some(key) = candidates.iter().find(|c| **c == *a) {
-                            ev.entry(key).or_insert_with(Evidence::new).add(s, Method::Burst);
+                            ev.entry(key)
+                                .or_default()
+                                .add(s, Method::Burst);
                         }
                     }
                     reasons.push(format!(
@@ -417,7 +434,7 @@ impl Attributor {
                 if let Some(app) = mem.dest.get(&dest).filter(|_| !shared) {
                     if let Some(key) = candidates.iter().find(|c| **c == app.as_str()) {
                         ev.entry(key)
-                            .or_insert_with(Evidence::new)
+                            .or_default()
                             .add(factor * 0.6, Method::Destination);
                         reasons.push(format!(
                             "destination {dest} was attributed to {app} earlier on this device"
@@ -448,12 +465,16 @@ impl Attributor {
         let second = scored.get(1).map_or(0.0, |c| c.1);
         let conf = round3((best_score - 0.5 * second).clamp(0.0, 1.0));
         if conf < MIN_CONFIDENCE {
-            reasons.push(format!("best candidate {best} below confidence {MIN_CONFIDENCE}"));
+            reasons.push(format!(
+                "best candidate {best} below confidence {MIN_CONFIDENCE}"
+            ));
             let mut a = Attribution::unknown(reasons);
             a.candidates = shown;
             return a;
         }
-        let version = device.and_then(|d| inv.app(d, best)).and_then(|a| a.version.as_deref());
+        let version = device
+            .and_then(|d| inv.app(d, best))
+            .and_then(|a| a.version.as_deref());
         let name = cat.app(best, version).and_then(|p| p.name.clone());
         let out = Attribution {
             bundle_id: Some(best.to_string()),
@@ -562,28 +583,56 @@ mod tests {
     fn domain_system_sdk_and_ambiguity() {
         let (cat, inv) = (catalog(), inventory());
         let mut at = Attributor::new(AttributionConfig::default());
-        let a = at.attribute(&facts(Some("m.chat.example"), None, 0), Some("d1"), &inv, &cat);
+        let a = at.attribute(
+            &facts(Some("m.chat.example"), None, 0),
+            Some("d1"),
+            &inv,
+            &cat,
+        );
         assert_eq!(a.app(), Some("com.a.chat"));
         assert_eq!(a.method, Method::Domain);
         assert_eq!(a.name.as_deref(), Some("Chat"));
         assert!(a.confidence >= CONFIDENT, "{a:?}");
 
-        let s = at.attribute(&facts(Some("gateway.icloud.apple.com"), None, 0), Some("d1"), &inv, &cat);
+        let s = at.attribute(
+            &facts(Some("gateway.icloud.apple.com"), None, 0),
+            Some("d1"),
+            &inv,
+            &cat,
+        );
         assert_eq!(s.method, Method::System);
         assert_eq!(s.app(), None);
 
         // Two installed owners: listed, not decided.
-        let amb = at.attribute(&facts(Some("x.shared-cdn.example"), None, 0), Some("d1"), &inv, &cat);
+        let amb = at.attribute(
+            &facts(Some("x.shared-cdn.example"), None, 0),
+            Some("d1"),
+            &inv,
+            &cat,
+        );
         assert_eq!(amb.method, Method::Unknown, "{amb:?}");
         assert_eq!(amb.candidates.len(), 2);
 
         // An SDK domain alone, far from any burst: unknown.
-        let sdk = at.attribute(&facts(Some("r.crash.example"), None, 60_000_000_000), Some("d1"), &inv, &cat);
+        let sdk = at.attribute(
+            &facts(Some("r.crash.example"), None, 60_000_000_000),
+            Some("d1"),
+            &inv,
+            &cat,
+        );
         assert_eq!(sdk.method, Method::Unknown);
-        assert!(sdk.reasons.iter().any(|r| r.contains("does not decide alone")));
+        assert!(sdk
+            .reasons
+            .iter()
+            .any(|r| r.contains("does not decide alone")));
 
         // An app not installed on the device does not win.
-        let absent = at.attribute(&facts(Some("absent.example"), None, 900_000_000_000), Some("d1"), &inv, &cat);
+        let absent = at.attribute(
+            &facts(Some("absent.example"), None, 900_000_000_000),
+            Some("d1"),
+            &inv,
+            &cat,
+        );
         assert_eq!(absent.method, Method::Unknown);
     }
 
@@ -592,21 +641,51 @@ mod tests {
         let (cat, inv) = (catalog(), inventory());
         let mut at = Attributor::new(AttributionConfig::default());
         let t0 = 1_000_000_000_000;
-        at.attribute(&facts(Some("api.notes.example"), Some("t13d_sys"), t0), Some("d1"), &inv, &cat);
-        let sdk = at.attribute(&facts(Some("r.crash.example"), None, t0 + 500_000_000), Some("d1"), &inv, &cat);
+        at.attribute(
+            &facts(Some("api.notes.example"), Some("t13d_sys"), t0),
+            Some("d1"),
+            &inv,
+            &cat,
+        );
+        let sdk = at.attribute(
+            &facts(Some("r.crash.example"), None, t0 + 500_000_000),
+            Some("d1"),
+            &inv,
+            &cat,
+        );
         assert_eq!(sdk.app(), Some("com.b.notes"), "{sdk:?}");
         assert_eq!(sdk.method, Method::Burst);
         assert!(sdk.confidence < CONFIDENT);
         // A shared SDK destination is not remembered: later, alone, it stays unknown.
-        let later = at.attribute(&facts(Some("r.crash.example"), None, t0 + 600_000_000_000), Some("d1"), &inv, &cat);
+        let later = at.attribute(
+            &facts(Some("r.crash.example"), None, t0 + 600_000_000_000),
+            Some("d1"),
+            &inv,
+            &cat,
+        );
         assert_eq!(later.method, Method::Unknown, "{later:?}");
         // A destination unknown to the catalog inherited in a burst is remembered.
-        at.attribute(&facts(Some("m.beacon.example"), None, t0 + 800_000_000), Some("d1"), &inv, &cat);
-        let later = at.attribute(&facts(Some("m.beacon.example"), None, t0 + 600_000_000_000), Some("d1"), &inv, &cat);
+        at.attribute(
+            &facts(Some("m.beacon.example"), None, t0 + 800_000_000),
+            Some("d1"),
+            &inv,
+            &cat,
+        );
+        let later = at.attribute(
+            &facts(Some("m.beacon.example"), None, t0 + 600_000_000_000),
+            Some("d1"),
+            &inv,
+            &cat,
+        );
         assert_eq!(later.app(), Some("com.b.notes"), "{later:?}");
         assert_eq!(later.method, Method::Destination);
         // Another device does not inherit.
-        let other = at.attribute(&facts(Some("r.crash.example"), None, t0 + 500_000_000), None, &inv, &cat);
+        let other = at.attribute(
+            &facts(Some("r.crash.example"), None, t0 + 500_000_000),
+            None,
+            &inv,
+            &cat,
+        );
         assert_eq!(other.method, Method::Unknown);
     }
 
@@ -614,22 +693,56 @@ mod tests {
     fn ja4_catalog_and_learned_distinctive_only() {
         let (cat, inv) = (catalog(), inventory());
         let mut at = Attributor::new(AttributionConfig::default());
-        let a = at.attribute(&facts(None, Some("t13d3113h2_1d947a95fc68_7e1102d2036b"), 0), Some("d1"), &inv, &cat);
+        let a = at.attribute(
+            &facts(None, Some("t13d3113h2_1d947a95fc68_7e1102d2036b"), 0),
+            Some("d1"),
+            &inv,
+            &cat,
+        );
         assert_eq!(a.app(), Some("com.a.chat"));
         assert_eq!(a.method, Method::Ja4);
         // A JA4 learned for notes only becomes evidence.
         for i in 0..JA4_LEARN_MIN {
-            at.attribute(&facts(Some("api.notes.example"), Some("t13d_notes"), u64::from(i) * 100_000_000_000), Some("d1"), &inv, &cat);
+            at.attribute(
+                &facts(
+                    Some("api.notes.example"),
+                    Some("t13d_notes"),
+                    u64::from(i) * 100_000_000_000,
+                ),
+                Some("d1"),
+                &inv,
+                &cat,
+            );
         }
-        let b = at.attribute(&facts(None, Some("t13d_notes"), 10_000_000_000_000), Some("d1"), &inv, &cat);
+        let b = at.attribute(
+            &facts(None, Some("t13d_notes"), 10_000_000_000_000),
+            Some("d1"),
+            &inv,
+            &cat,
+        );
         assert_eq!(b.app(), Some("com.b.notes"), "{b:?}");
         // A JA4 shared by two apps is not.
         for i in 0..JA4_LEARN_MIN {
             let t = u64::from(i) * 100_000_000_000;
-            at.attribute(&facts(Some("api.notes.example"), Some("t13d_shared"), t), Some("d1"), &inv, &cat);
-            at.attribute(&facts(Some("m.chat.example"), Some("t13d_shared"), t), Some("d1"), &inv, &cat);
+            at.attribute(
+                &facts(Some("api.notes.example"), Some("t13d_shared"), t),
+                Some("d1"),
+                &inv,
+                &cat,
+            );
+            at.attribute(
+                &facts(Some("m.chat.example"), Some("t13d_shared"), t),
+                Some("d1"),
+                &inv,
+                &cat,
+            );
         }
-        let c = at.attribute(&facts(None, Some("t13d_shared"), 20_000_000_000_000), Some("d1"), &inv, &cat);
+        let c = at.attribute(
+            &facts(None, Some("t13d_shared"), 20_000_000_000_000),
+            Some("d1"),
+            &inv,
+            &cat,
+        );
         assert_eq!(c.method, Method::Unknown, "{c:?}");
     }
 
@@ -637,7 +750,12 @@ mod tests {
     fn unscoped_is_less_confident() {
         let (cat, inv) = (catalog(), inventory());
         let mut at = Attributor::new(AttributionConfig::default());
-        let scoped = at.attribute(&facts(Some("m.chat.example"), None, 0), Some("d1"), &inv, &cat);
+        let scoped = at.attribute(
+            &facts(Some("m.chat.example"), None, 0),
+            Some("d1"),
+            &inv,
+            &cat,
+        );
         let unscoped = at.attribute(&facts(Some("m.chat.example"), None, 0), None, &inv, &cat);
         assert_eq!(unscoped.app(), Some("com.a.chat"));
         assert!(unscoped.confidence < scoped.confidence);

@@ -49,7 +49,7 @@ fn gamma_ln() -> f64 {
 }
 
 fn bucket_of(x: f64) -> Option<i32> {
-    if !(x >= MIN_POSITIVE) || !x.is_finite() {
+    if x.is_nan() || x < MIN_POSITIVE || !x.is_finite() {
         return None;
     }
     Some((x.ln() / gamma_ln()).ceil() as i32)
@@ -313,7 +313,8 @@ impl Baselines {
             path: p.clone(),
             msg: e.to_string(),
         })?;
-        b.validate().map_err(|msg| BaselineError::Invalid { path: p, msg })?;
+        b.validate()
+            .map_err(|msg| BaselineError::Invalid { path: p, msg })?;
         Ok(b)
     }
 
@@ -334,7 +335,9 @@ impl Baselines {
         }
         for (app, m) in &self.apps {
             if m.first_seen.len() > MAX_MEMORY_PER_APP {
-                return Err(format!("{app}: more than {MAX_MEMORY_PER_APP} remembered entries"));
+                return Err(format!(
+                    "{app}: more than {MAX_MEMORY_PER_APP} remembered entries"
+                ));
             }
         }
         Ok(())
@@ -370,7 +373,10 @@ mod tests {
         for q in [0.1, 0.5, 0.9, 0.99] {
             let want = q * 1000.0;
             let got = s.quantile(q).unwrap();
-            assert!((got - want).abs() / want <= 2.5 * ALPHA, "q{q}: {got} vs {want}");
+            assert!(
+                (got - want).abs() / want <= 2.5 * ALPHA,
+                "q{q}: {got} vs {want}"
+            );
         }
         let p = s.percentile(900.0).unwrap();
         assert!((p - 0.9).abs() < 0.02, "{p}");
@@ -410,7 +416,10 @@ mod tests {
         b.save(&path).unwrap();
         assert_eq!(Baselines::load(&path).unwrap(), b);
         std::fs::write(&path, r#"{"version": 1, "half_life_seconds": 1, "scopes": {"a": {"f": {"as_of_ns": 0, "zero": -1, "buckets": {}}}}}"#).unwrap();
-        assert!(Baselines::load(&path).unwrap_err().to_string().contains("negative"));
+        assert!(Baselines::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("negative"));
         std::fs::write(&path, "{").unwrap();
         assert!(Baselines::load(&path).is_err());
         let _ = std::fs::remove_dir_all(&dir);

@@ -143,14 +143,24 @@ impl DeviceTally {
         );
         r.put("nightjar.coverage.flows", self.flows);
         r.put("nightjar.coverage.bytes", self.bytes);
-        let attributed_flows: u64 = [Method::Domain, Method::Ja4, Method::Burst, Method::Destination]
-            .iter()
-            .map(|m| self.flows_by_method.get(m.as_str()).copied().unwrap_or(0))
-            .sum();
-        let attributed_bytes: u64 = [Method::Domain, Method::Ja4, Method::Burst, Method::Destination]
-            .iter()
-            .map(|m| self.bytes_by_method.get(m.as_str()).copied().unwrap_or(0))
-            .sum();
+        let attributed_flows: u64 = [
+            Method::Domain,
+            Method::Ja4,
+            Method::Burst,
+            Method::Destination,
+        ]
+        .iter()
+        .map(|m| self.flows_by_method.get(m.as_str()).copied().unwrap_or(0))
+        .sum();
+        let attributed_bytes: u64 = [
+            Method::Domain,
+            Method::Ja4,
+            Method::Burst,
+            Method::Destination,
+        ]
+        .iter()
+        .map(|m| self.bytes_by_method.get(m.as_str()).copied().unwrap_or(0))
+        .sum();
         r.put(
             "nightjar.coverage.attributed.flow_share",
             share(attributed_flows, self.flows),
@@ -348,9 +358,8 @@ impl AppTally {
         if self.alerts > 0 {
             findings.push(format!("{} AN1717 alert(s)", self.alerts));
         }
-        let verdict = if self.alerts > 0 || !posture.in_catalog {
-            "review"
-        } else if self.background_episodes > 0 && !posture.declares_background() {
+        let unexplained = self.background_episodes > 0 && !posture.declares_background();
+        let verdict = if self.alerts > 0 || !posture.in_catalog || unexplained {
             "review"
         } else if self.background_episodes == 0 {
             "no_background_activity"

@@ -269,8 +269,16 @@ impl Posture {
                 let score = p.persistence_score();
                 Posture {
                     in_catalog: true,
-                    background_modes: p.background_modes.iter().map(|m| m.as_str().to_string()).collect(),
-                    network_extensions: p.network_extensions.iter().map(|m| m.as_str().to_string()).collect(),
+                    background_modes: p
+                        .background_modes
+                        .iter()
+                        .map(|m| m.as_str().to_string())
+                        .collect(),
+                    network_extensions: p
+                        .network_extensions
+                        .iter()
+                        .map(|m| m.as_str().to_string())
+                        .collect(),
                     push: p.push,
                     persistence_score: score,
                     weight: round3(1.3 - 0.12 * f64::from(score)),
@@ -416,9 +424,7 @@ impl Detector {
         baselines: Option<Baselines>,
         keep_records: bool,
     ) -> Detector {
-        events.sort_by(|a, b| {
-            (a.observed_ts, a.ts, &a.id).cmp(&(b.observed_ts, b.ts, &b.id))
-        });
+        events.sort_by(|a, b| (a.observed_ts, a.ts, &a.id).cmp(&(b.observed_ts, b.ts, &b.id)));
         let baselines = baselines.unwrap_or_else(|| Baselines::new(cfg.half_life_seconds));
         let mut stacks: HashMap<String, BTreeSet<String>> = HashMap::new();
         for (app, mem) in &baselines.apps {
@@ -490,7 +496,11 @@ impl Detector {
 
     /// Attributes a flow, holds it and updates coverage; returns its attribution and
     /// any alerts that became due.
-    pub fn on_flow(&mut self, input: &FlowInput<'_>, record: Option<&Value>) -> (Attribution, Vec<AlertOut>) {
+    pub fn on_flow(
+        &mut self,
+        input: &FlowInput<'_>,
+        record: Option<&Value>,
+    ) -> (Attribution, Vec<AlertOut>) {
         let f = input.summary;
         let ch = f.app.client_hello.as_deref();
         let ja4 = ch.map(|c| c.ja4.as_str());
@@ -539,7 +549,11 @@ impl Detector {
             ja4: ja4.map(str::to_string),
             quic_undecrypted: f.app.quic.as_ref().is_some_and(|q| !q.decrypted),
             ech: ch.is_some_and(|c| c.ech),
-            record: if self.keep_records { record.cloned() } else { None },
+            record: if self.keep_records {
+                record.cloned()
+            } else {
+                None
+            },
         };
         let is_device = input.device_id.is_some();
         let encrypted_dns = matches!(f.server_port, 853)
@@ -547,16 +561,26 @@ impl Detector {
                 let d = d.to_ascii_lowercase();
                 d.starts_with("dns.") || d.contains("doh") || d == "mask.icloud.com"
             });
-        let in_inventory = input.device_id.is_some_and(|d| self.inv.device(d).is_some());
+        let in_inventory = input
+            .device_id
+            .is_some_and(|d| self.inv.device(d).is_some());
         let window = self.cfg.window_ns;
         let identity = input.identity_method.map(str::to_string);
         let client_ip = f.client_ip.to_string();
         let interim = f.interim;
         let mut dropped = 0;
-        if let Some(dev) = Self::device_state(&mut self.devices, &mut self.stats, &device_key, is_device) {
+        if let Some(dev) =
+            Self::device_state(&mut self.devices, &mut self.stats, &device_key, is_device)
+        {
             dev.client_ip.get_or_insert(client_ip);
             if !interim {
-                dev.tally.add_flow(&held, &attribution, encrypted_dns, in_inventory, identity.as_deref());
+                dev.tally.add_flow(
+                    &held,
+                    &attribution,
+                    encrypted_dns,
+                    in_inventory,
+                    identity.as_deref(),
+                );
             }
             if held.app.is_some() {
                 // An interim record's flow is replaced by its later totals.
@@ -598,7 +622,11 @@ impl Detector {
     /// Moves packet time: releases observed lifecycle events and scores due episodes.
     pub fn advance(&mut self, now_ns: u64) -> Vec<AlertOut> {
         let mut out = Vec::new();
-        while self.pending.front().is_some_and(|e| e.observed_ts <= now_ns) {
+        while self
+            .pending
+            .front()
+            .is_some_and(|e| e.observed_ts <= now_ns)
+        {
             if let Some(e) = self.pending.pop_front() {
                 self.apply_event(e, now_ns);
             }
@@ -644,7 +672,8 @@ impl Detector {
         if full {
             self.stats.events_dropped += 1;
         }
-        let Some(dev) = Self::device_state(&mut self.devices, &mut self.stats, &e.device_id, true) else {
+        let Some(dev) = Self::device_state(&mut self.devices, &mut self.stats, &e.device_id, true)
+        else {
             return;
         };
         dev.tally.add_event(&e);
@@ -725,7 +754,11 @@ impl Detector {
         let Some(dev) = self.devices.get(dk) else {
             return out;
         };
-        let flows: Vec<&HeldFlow> = dev.flows.iter().filter(|h| h.app.as_deref() == Some(app)).collect();
+        let flows: Vec<&HeldFlow> = dev
+            .flows
+            .iter()
+            .filter(|h| h.app.as_deref() == Some(app))
+            .collect();
         let app_flows: Vec<AppFlow> = flows
             .iter()
             .map(|h| AppFlow {
@@ -744,7 +777,12 @@ impl Detector {
             if !closed && !long_open {
                 continue;
             }
-            let first_id = ep.flows.iter().map(|&(i, _)| flows[i].id).min().unwrap_or(0);
+            let first_id = ep
+                .flows
+                .iter()
+                .map(|&(i, _)| flows[i].id)
+                .min()
+                .unwrap_or(0);
             let mut h = Sha256::new();
             h.update(dk.as_bytes());
             h.update([0]);
@@ -779,17 +817,35 @@ impl Detector {
 
         for (alert_id, ep, ep_flows, feats, closed) in results {
             self.stats.episodes_scored += 1;
-            let scored = self.score(&feats, &scopes, &posture, &device_events, app, &ep, ep.end_ns);
-            let gaps = self.evidence_gaps(&ep_flows, state_conf, device_id, &scored, &posture, dk, &marks);
-            let Some(dev) = self.devices.get_mut(dk) else { break };
+            let scored = self.score(
+                &feats,
+                &scopes,
+                &posture,
+                &device_events,
+                app,
+                &ep,
+                ep.end_ns,
+            );
+            let gaps = self.evidence_gaps(
+                &ep_flows, state_conf, device_id, &scored, &posture, dk, &marks,
+            );
+            let Some(dev) = self.devices.get_mut(dk) else {
+                break;
+            };
             let st = dev.episodes.entry(alert_id.clone()).or_default();
             let threshold = self.cfg.alert_threshold;
             let mut emit: Option<&'static str> = None;
             if scored.risk >= threshold && st.revision == 0 {
                 emit = Some("alert_created");
             } else if st.revision > 0 {
-                let changed = scored.risk.abs_diff(st.risk) >= RISK_UPDATE_STEP || ep_flows.len() != st.flows;
-                if changed && (closed || scored.risk.abs_diff(st.risk) >= RISK_UPDATE_STEP) && !(st.closed_emitted && ep_flows.len() == st.flows && scored.risk.abs_diff(st.risk) < RISK_UPDATE_STEP) {
+                let changed =
+                    scored.risk.abs_diff(st.risk) >= RISK_UPDATE_STEP || ep_flows.len() != st.flows;
+                if changed
+                    && (closed || scored.risk.abs_diff(st.risk) >= RISK_UPDATE_STEP)
+                    && !(st.closed_emitted
+                        && ep_flows.len() == st.flows
+                        && scored.risk.abs_diff(st.risk) < RISK_UPDATE_STEP)
+                {
                     emit = Some("alert_updated");
                 }
             }
@@ -810,10 +866,26 @@ impl Detector {
                 }
                 tally.max_risk = tally.max_risk.max(scored.risk);
                 let record = self.alert_record(
-                    &alert_id, revision, action, dk, device_id, app, &ep, &ep_flows, &scored,
-                    &posture, state_conf, &gaps, &device_events, now_ns,
+                    &alert_id,
+                    revision,
+                    action,
+                    dk,
+                    device_id,
+                    app,
+                    &ep,
+                    &ep_flows,
+                    &scored,
+                    &posture,
+                    state_conf,
+                    &gaps,
+                    &device_events,
+                    now_ns,
                 );
-                let lo = ep.after_active_ns.unwrap_or(ep.start_ns).min(ep.start_ns).saturating_sub(600 * S);
+                let lo = ep
+                    .after_active_ns
+                    .unwrap_or(ep.start_ns)
+                    .min(ep.start_ns)
+                    .saturating_sub(600 * S);
                 let hi = ep.end_ns + 300 * S;
                 let (context_flows, seg_all) = self.device_context(dk, lo, hi);
                 let _ = &segments;
@@ -833,7 +905,9 @@ impl Detector {
                         .collect(),
                 });
             }
-            let Some(dev) = self.devices.get_mut(dk) else { break };
+            let Some(dev) = self.devices.get_mut(dk) else {
+                break;
+            };
             let st = dev.episodes.entry(alert_id.clone()).or_default();
             let alerted = st.revision > 0;
             if closed && !st.learned {
@@ -874,7 +948,12 @@ impl Detector {
     }
 
     /// Held flows of all apps of a device in [lo, hi] and their timelines.
-    fn device_context(&self, dk: &str, lo: u64, hi: u64) -> (Vec<HeldFlow>, Vec<(String, Segment)>) {
+    fn device_context(
+        &self,
+        dk: &str,
+        lo: u64,
+        hi: u64,
+    ) -> (Vec<HeldFlow>, Vec<(String, Segment)>) {
         let Some(dev) = self.devices.get(dk) else {
             return (Vec::new(), Vec::new());
         };
@@ -915,10 +994,14 @@ impl Detector {
         let cutoff = ep.start_ns.saturating_sub(self.cfg.new_age_ns);
         // Novelty needs history: the app's memory must reach back past the cutoff.
         let history = self.baselines.apps.get(app).is_some_and(|m| {
-            m.first_seen.iter().any(|(k, &t)| k.starts_with("d:") && t < cutoff)
+            m.first_seen
+                .iter()
+                .any(|(k, &t)| k.starts_with("d:") && t < cutoff)
         });
         let stack_history = self.baselines.apps.get(app).is_some_and(|m| {
-            m.first_seen.iter().any(|(k, &t)| k.starts_with("j:") && t < cutoff)
+            m.first_seen
+                .iter()
+                .any(|(k, &t)| k.starts_with("j:") && t < cutoff)
         });
         for &(i, share) in &ep.flows {
             let h = flows[i];
@@ -994,7 +1077,10 @@ impl Detector {
                 (sk.count() >= self.cfg.warmup).then(|| (sc.clone(), sk))
             });
             let (pct, base, count, surprise) = match (name, &warm) {
-                ("bytes_up" | "bytes_down" | "duration_seconds" | "connections", Some((sc, sk))) => {
+                (
+                    "bytes_up" | "bytes_down" | "duration_seconds" | "connections",
+                    Some((sc, sk)),
+                ) => {
                     let p = sk.percentile(v).unwrap_or(0.5);
                     let q95 = sk.quantile(0.95).unwrap_or(0.0);
                     let sur = abs_surprise(name, v) * over_q95(v, q95);
@@ -1012,17 +1098,23 @@ impl Detector {
                             sur *= 0.3; // the app is usually this regular
                         }
                     }
-                    let (b, c) = w.as_ref().map_or(("prior".to_string(), 0.0), |(sc, sk)| (sc.clone(), sk.count()));
+                    let (b, c) = w.as_ref().map_or(("prior".to_string(), 0.0), |(sc, sk)| {
+                        (sc.clone(), sk.count())
+                    });
                     (pct, b, c, sur)
                 }
                 ("new_destinations", w) => {
                     let pct = w.as_ref().and_then(|(_, sk)| sk.percentile(v));
-                    let (b, c) = w.as_ref().map_or(("prior".to_string(), 0.0), |(sc, sk)| (sc.clone(), sk.count()));
+                    let (b, c) = w.as_ref().map_or(("prior".to_string(), 0.0), |(sc, sk)| {
+                        (sc.clone(), sk.count())
+                    });
                     (pct, b, c, clamp01(0.6 * v))
                 }
                 (_, w) => {
                     let pct = w.as_ref().and_then(|(_, sk)| sk.percentile(v));
-                    let (b, c) = w.as_ref().map_or(("prior".to_string(), 0.0), |(sc, sk)| (sc.clone(), sk.count()));
+                    let (b, c) = w.as_ref().map_or(("prior".to_string(), 0.0), |(sc, sk)| {
+                        (sc.clone(), sk.count())
+                    });
                     (pct, b, c, if v >= 1.0 { 1.0 } else { 0.0 })
                 }
             };
@@ -1038,7 +1130,10 @@ impl Detector {
         }
         let g = |n: &str| s.get(n).copied().unwrap_or(0.0);
         let volume = clamp01(
-            0.6 * g("bytes_up") + 0.15 * g("bytes_down") + 0.25 * g("duration_seconds") + 0.1 * g("connections"),
+            0.6 * g("bytes_up")
+                + 0.15 * g("bytes_down")
+                + 0.25 * g("duration_seconds")
+                + 0.1 * g("connections"),
         );
         let beacon = g("periodicity") * (0.3 + 0.7 * g("new_destinations"));
         let novelty = (0.6 * g("new_destinations")).max(0.9 * g("unusual_ja4"));
@@ -1062,7 +1157,11 @@ impl Detector {
                     EventKind::AppInstalled | EventKind::AppUpdated
                         if e.bundle_id.as_deref() == Some(app) =>
                     {
-                        Some(format!("{} {} before the episode", e.kind.as_str(), human_dur(ep.start_ns.saturating_sub(e.ts))))
+                        Some(format!(
+                            "{} {} before the episode",
+                            e.kind.as_str(),
+                            human_dur(ep.start_ns.saturating_sub(e.ts))
+                        ))
                     }
                     EventKind::LostMode => Some("device in lost mode".to_string()),
                     EventKind::ComplianceChanged => Some("device compliance changed".to_string()),
@@ -1103,7 +1202,11 @@ impl Detector {
         if state_conf != Some(Confidence::Reported) {
             gaps.push("lifecycle_inferred");
         }
-        if device_id.is_none() || flows.iter().any(|h| h.confidence < 0.7 || matches!(h.method, Method::Burst | Method::Destination)) {
+        if device_id.is_none()
+            || flows.iter().any(|h| {
+                h.confidence < 0.7 || matches!(h.method, Method::Burst | Method::Destination)
+            })
+        {
             gaps.push("identity_uncertain");
         }
         if flows.iter().any(|h| !h.named) {
@@ -1115,19 +1218,35 @@ impl Detector {
         if flows.iter().any(|h| h.ech) {
             gaps.push("ech");
         }
-        if self.devices.get(dk).is_some_and(|d| d.tally.encrypted_dns_flows > 0) {
+        if self
+            .devices
+            .get(dk)
+            .is_some_and(|d| d.tally.encrypted_dns_flows > 0)
+        {
             gaps.push("encrypted_dns");
         }
-        if scored.features.iter().any(|f| f.baseline == "prior" && matches!(f.name, "bytes_up" | "duration_seconds")) {
+        if scored
+            .features
+            .iter()
+            .any(|f| f.baseline == "prior" && matches!(f.name, "bytes_up" | "duration_seconds"))
+        {
             gaps.push("baseline_warming_up");
         }
         if !posture.in_catalog {
             gaps.push("posture_unknown");
         }
-        if !marks.iter().any(|m| m.kind == EventKind::PushWake && m.confidence == Confidence::Reported) && posture.push {
+        if !marks
+            .iter()
+            .any(|m| m.kind == EventKind::PushWake && m.confidence == Confidence::Reported)
+            && posture.push
+        {
             gaps.push("push_timing_unobserved");
         }
-        if self.devices.get(dk).is_some_and(|d| d.tally.held_dropped > 0) {
+        if self
+            .devices
+            .get(dk)
+            .is_some_and(|d| d.tally.held_dropped > 0)
+        {
             gaps.push("flows_dropped_from_window");
         }
         gaps.push("payload_encrypted");
@@ -1203,7 +1322,11 @@ impl Detector {
             json!([format!(
                 "{} background flow(s) attributed to {app}: {}",
                 flows.len(),
-                methods.iter().map(|(m, n)| format!("{n} by {m}")).collect::<Vec<_>>().join(", ")
+                methods
+                    .iter()
+                    .map(|(m, n)| format!("{n} by {m}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )]),
         );
         r.put("nightjar.alert.id", alert_id);
@@ -1215,19 +1338,37 @@ impl Detector {
         r.put("nightjar.alert.score.posture_weight", posture.weight);
         r.put_ser("nightjar.alert.features", &scored.features);
         r.put("nightjar.alert.posture.in_catalog", posture.in_catalog);
-        r.put("nightjar.alert.posture.background_modes", json!(posture.background_modes));
-        r.put("nightjar.alert.posture.network_extensions", json!(posture.network_extensions));
+        r.put(
+            "nightjar.alert.posture.background_modes",
+            json!(posture.background_modes),
+        );
+        r.put(
+            "nightjar.alert.posture.network_extensions",
+            json!(posture.network_extensions),
+        );
         r.put("nightjar.alert.posture.push", posture.push);
-        r.put("nightjar.alert.posture.persistence_score", posture.persistence_score);
-        r.put("nightjar.alert.posture.declares_background", posture.declares_background());
+        r.put(
+            "nightjar.alert.posture.persistence_score",
+            posture.persistence_score,
+        );
+        r.put(
+            "nightjar.alert.posture.declares_background",
+            posture.declares_background(),
+        );
         r.put(
             "nightjar.alert.lifecycle.state_confidence",
             state_conf.map_or("inferred", Confidence::as_str),
         );
         if let Some(a) = ep.after_active_ns {
-            r.put("nightjar.alert.lifecycle.since_active_seconds", (ep.start_ns.saturating_sub(a)) / S);
+            r.put(
+                "nightjar.alert.lifecycle.since_active_seconds",
+                (ep.start_ns.saturating_sub(a)) / S,
+            );
         }
-        r.put("nightjar.alert.lifecycle.grace_seconds", self.cfg.timeline.grace_ns / S);
+        r.put(
+            "nightjar.alert.lifecycle.grace_seconds",
+            self.cfg.timeline.grace_ns / S,
+        );
         r.put("nightjar.alert.lifecycle.push_wakes", ep.push_wakes);
         let lo = ep.start_ns.saturating_sub(self.cfg.recent_change_ns);
         let evs: Vec<Value> = events
@@ -1241,9 +1382,16 @@ impl Detector {
             r.put("nightjar.alert.lifecycle.events", evs);
         }
         if !scored.priority_reasons.is_empty() {
-            r.put("nightjar.alert.priority_reasons", json!(scored.priority_reasons));
+            r.put(
+                "nightjar.alert.priority_reasons",
+                json!(scored.priority_reasons),
+            );
         }
-        let cids: Vec<&str> = flows.iter().take(MAX_ALERT_FLOWS).map(|h| h.community_id.as_str()).collect();
+        let cids: Vec<&str> = flows
+            .iter()
+            .take(MAX_ALERT_FLOWS)
+            .map(|h| h.community_id.as_str())
+            .collect();
         r.put("network.community_id", json!(cids));
         r.put("nightjar.alert.flows", flows.len());
         let mut dests: Vec<&str> = flows.iter().map(|h| h.destination.as_str()).collect();
@@ -1252,7 +1400,10 @@ impl Detector {
         dests.truncate(16);
         r.put("destination.domain", json!(dests));
         r.put("nightjar.alert.evidence_gaps", json!(gaps));
-        r.put("message", explain(app, name.as_deref(), scored, posture, ep, state_conf));
+        r.put(
+            "message",
+            explain(app, name.as_deref(), scored, posture, ep, state_conf),
+        );
         r.into_value()
     }
 }
@@ -1305,18 +1456,28 @@ fn explain(
             parts.push(format!(
                 "uploaded {} ({})",
                 human_bytes(x.value),
-                x.percentile.map_or("no baseline yet".into(), |p| format!("p{:.0} of {}", p * 100.0, x.baseline))
+                x.percentile.map_or("no baseline yet".into(), |p| format!(
+                    "p{:.0} of {}",
+                    p * 100.0,
+                    x.baseline
+                ))
             ));
         }
     }
     if let Some(x) = f("periodicity") {
         if x.score > 0.0 {
-            parts.push(format!("connected at regular intervals (periodicity {:.2})", x.value));
+            parts.push(format!(
+                "connected at regular intervals (periodicity {:.2})",
+                x.value
+            ));
         }
     }
     if let Some(x) = f("new_destinations") {
         if x.value > 0.0 {
-            parts.push(format!("reached {} destination(s) new for this app", x.value));
+            parts.push(format!(
+                "reached {} destination(s) new for this app",
+                x.value
+            ));
         }
     }
     if let Some(x) = f("unusual_ja4") {
@@ -1326,18 +1487,29 @@ fn explain(
     }
     if let Some(x) = f("duration_seconds") {
         if x.score > 0.0 {
-            parts.push(format!("kept transmitting for {}", human_dur((x.value as u64) * S)));
+            parts.push(format!(
+                "kept transmitting for {}",
+                human_dur((x.value as u64) * S)
+            ));
         }
     }
     let when = match ep.after_active_ns {
-        Some(a) => format!("{} after it was last active", human_dur(ep.start_ns.saturating_sub(a))),
+        Some(a) => format!(
+            "{} after it was last active",
+            human_dur(ep.start_ns.saturating_sub(a))
+        ),
         None => "with no foreground activity seen before".to_string(),
     };
     let posture_text = if !posture.in_catalog {
         "its entitlements are unknown (not in the catalog)".to_string()
     } else if posture.declares_background() {
         let mut declared: Vec<String> = posture.background_modes.clone();
-        declared.extend(posture.network_extensions.iter().map(|n| format!("network extension {n}")));
+        declared.extend(
+            posture
+                .network_extensions
+                .iter()
+                .map(|n| format!("network extension {n}")),
+        );
         if posture.push {
             declared.push("push".to_string());
         }
@@ -1348,7 +1520,8 @@ fn explain(
             posture.weight
         )
     } else {
-        "it declares no background mode, network extension or push, so nothing explains it".to_string()
+        "it declares no background mode, network extension or push, so nothing explains it"
+            .to_string()
     };
     format!(
         "AN1717: {who} was in the background ({} state) and, {when}, {}; {posture_text}. Risk {} of 100.",

@@ -84,7 +84,12 @@ impl EvidenceWriter {
         let total = (alert.len() + flows.len() + html.len() + manifest.len()) as u64;
         let dir = self.opts.dir.join(&a.alert_id);
         let previous: u64 = std::fs::read_dir(&dir)
-            .map(|d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
             .unwrap_or(0);
         if self.stats.bytes.saturating_sub(previous) + total > self.opts.quota_bytes {
             self.stats.skipped_quota += 1;
@@ -220,7 +225,12 @@ pub fn report_html(a: &AlertOut) -> String {
             flow_top - 14.0
         );
     }
-    let max_bytes = flows.iter().map(|h| h.bytes_up.max(h.bytes_down)).max().unwrap_or(1).max(1) as f64;
+    let max_bytes = flows
+        .iter()
+        .map(|h| h.bytes_up.max(h.bytes_down))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
     let in_episode: std::collections::HashSet<u64> = a.flows.iter().map(|h| h.id).collect();
     let _ = write!(
         svg,
@@ -231,7 +241,11 @@ pub fn report_html(a: &AlertOut) -> String {
         let y = flow_top + 6.0 + i as f64 * 12.0;
         let up = 5.0 * (h.bytes_up as f64 / max_bytes).sqrt();
         let down = 5.0 * (h.bytes_down as f64 / max_bytes).sqrt();
-        let stroke = if in_episode.contains(&h.id) { r##" stroke="#000" stroke-width="1""## } else { "" };
+        let stroke = if in_episode.contains(&h.id) {
+            r##" stroke="#000" stroke-width="1""##
+        } else {
+            ""
+        };
         let x0 = x(h.start_ns);
         let wd = (x(h.end_ns) - x0).max(2.0);
         let _ = write!(
@@ -250,7 +264,10 @@ pub fn report_html(a: &AlertOut) -> String {
     svg.push_str("</svg>");
 
     let mut feats = String::new();
-    if let Some(list) = r.pointer("/nightjar/alert/features").and_then(Value::as_array) {
+    if let Some(list) = r
+        .pointer("/nightjar/alert/features")
+        .and_then(Value::as_array)
+    {
         for f in list {
             let g = |k: &str| f.get(k).map(|v| v.to_string()).unwrap_or_default();
             let pct = f
@@ -273,7 +290,10 @@ pub fn report_html(a: &AlertOut) -> String {
         .and_then(Value::as_array)
         .map(|g| g.iter().filter_map(Value::as_str).map(gap_words).collect())
         .unwrap_or_default();
-    let gap_list: String = gaps.iter().map(|g| format!("<li>{}</li>", esc(g))).collect();
+    let gap_list: String = gaps
+        .iter()
+        .map(|g| format!("<li>{}</li>", esc(g)))
+        .collect();
     format!(
         r##"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>AN1717 alert {id}</title>
@@ -296,7 +316,10 @@ pub fn report_html(a: &AlertOut) -> String {
         msg = esc(s("/message")),
         dev = esc(&a.device_key),
         app = esc(s("/nightjar/app/bundle_id")),
-        risk = r.pointer("/event/risk_score").map(|v| v.to_string()).unwrap_or_default(),
+        risk = r
+            .pointer("/event/risk_score")
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
         start = esc(s("/event/start")),
         end = esc(s("/event/end")),
         tech = TECH,

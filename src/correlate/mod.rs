@@ -8,8 +8,8 @@ pub mod attribution;
 pub mod baseline;
 pub mod coverage;
 pub mod detect;
-pub mod evidence;
 pub mod dns_cache;
+pub mod evidence;
 pub mod timeline;
 
 use crate::mdm::{Catalog, Inventory, LifecycleEvent, MacAddr};
@@ -46,7 +46,9 @@ fn put_path(v: &mut Value, path: &str, value: Value) {
     let mut cur = v;
     let mut parts = path.split('.').peekable();
     while let Some(p) = parts.next() {
-        let Some(obj) = cur.as_object_mut() else { return };
+        let Some(obj) = cur.as_object_mut() else {
+            return;
+        };
         if parts.peek().is_none() {
             obj.insert(p.to_string(), value);
             return;
@@ -216,12 +218,16 @@ impl Correlator {
             let (alerts, records) = det.finish(report.data.last_ts_ns);
             self.write_alerts(alerts, sink)?;
             for r in records {
-                if r.pointer("/event/dataset").and_then(Value::as_str) == Some("nightjar.coverage") {
+                if r.pointer("/event/dataset").and_then(Value::as_str) == Some("nightjar.coverage")
+                {
                     self.coverage_records += 1;
                 }
                 sink.write(&r)?;
             }
-            let det = self.detector.as_ref().map(|d| (d.stats.clone(), d.attribution_stats().clone()));
+            let det = self
+                .detector
+                .as_ref()
+                .map(|d| (d.stats.clone(), d.attribution_stats().clone()));
             analysis_stats = det;
         }
         let d = &report.data;

@@ -142,7 +142,9 @@ pub fn build(flows: &[AppFlow], marks: &[Mark], cfg: &TimelineConfig) -> Timelin
         while i < order.len() {
             let mut j = i;
             while j + 1 < order.len()
-                && flows[order[j + 1]].start_ns.saturating_sub(flows[order[j]].start_ns)
+                && flows[order[j + 1]]
+                    .start_ns
+                    .saturating_sub(flows[order[j]].start_ns)
                     <= cfg.fg_burst_gap_ns
             {
                 j += 1;
@@ -195,7 +197,11 @@ pub fn build(flows: &[AppFlow], marks: &[Mark], cfg: &TimelineConfig) -> Timelin
         .filter(|m| m.kind == EventKind::PushWake && m.confidence != Confidence::Inferred)
         .map(|m| m.ts_ns)
         .collect();
-    explained.extend(pushes.iter().map(|&t| (t, t.saturating_add(cfg.push_window_ns))));
+    explained.extend(
+        pushes
+            .iter()
+            .map(|&t| (t, t.saturating_add(cfg.push_window_ns))),
+    );
     explained.sort_unstable();
     let explained = merge(explained);
 
