@@ -325,9 +325,7 @@ impl Attributor {
                         let base = if m.exact { 0.9 } else { 0.85 };
                         let s = factor * base / (owners.len() as f64).sqrt();
                         for o in &owners {
-                            ev.entry(o)
-                                .or_default()
-                                .add(s, Method::Domain);
+                            ev.entry(o).or_default().add(s, Method::Domain);
                         }
                         reasons.push(if owners.len() == 1 {
                             format!("{src} name {name} matches catalog domain {pat} of {}", owners[0])
@@ -369,9 +367,7 @@ impl Attributor {
             if !owners.is_empty() {
                 let s = factor * 0.6 / (owners.len() as f64).sqrt();
                 for o in &owners {
-                    ev.entry(o)
-                        .or_default()
-                        .add(s, Method::Ja4);
+                    ev.entry(o).or_default().add(s, Method::Ja4);
                 }
                 reasons.push(format!(
                     "JA4 {ja4} is listed in the catalog for {}",
@@ -384,9 +380,7 @@ impl Attributor {
                         if share >= JA4_DISTINCT_SHARE && is_candidate(app) {
                             let s = factor * 0.5 * share;
                             if let Some(key) = candidates.iter().find(|c| **c == app.as_str()) {
-                                ev.entry(key)
-                                    .or_default()
-                                    .add(s, Method::Ja4);
+                                ev.entry(key).or_default().add(s, Method::Ja4);
                             }
                             reasons.push(format!(
                                 "JA4 {ja4} was seen for {app} in {n} of {} confident attributions",
@@ -420,9 +414,7 @@ impl Attributor {
                     let s = factor * 0.55 / burst.len() as f64;
                     for a in &burst {
                         if let Some(key) = candidates.iter().find(|c| **c == *a) {
-                            ev.entry(key)
-                                .or_default()
-                                .add(s, Method::Burst);
+                            ev.entry(key).or_default().add(s, Method::Burst);
                         }
                     }
                     reasons.push(format!(

@@ -114,7 +114,7 @@ impl Default for DetectConfig {
             window_ns: 7200 * S,
             review_ns: 900 * S,
             alert_threshold: 50,
-            warmup: 8.0,
+            warmup: 5.0,
             new_age_ns: 6 * 3600 * S,
             recent_change_ns: 24 * 3600 * S,
             half_life_seconds: 14 * 86_400,
@@ -912,7 +912,14 @@ impl Detector {
             let alerted = st.revision > 0;
             if closed && !st.learned {
                 st.learned = true;
-                if !alerted {
+                // Alerted episodes are not learned, except while the volume baselines
+                // are still warming up (else a legitimate bulk transfer that alerts on
+                // priors would keep its app cold forever).
+                let warming = scored
+                    .features
+                    .iter()
+                    .any(|f| f.baseline == "prior" && f.score > 0.0);
+                if !alerted || warming {
                     let vals: Vec<(&str, f64)> = FEATURES
                         .iter()
                         .map(|n| (*n, feats.get(n)))
