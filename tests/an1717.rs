@@ -1,6 +1,6 @@
 //! Evaluation of attribution and AN1717 on generated, labelled scenarios.
 //!
-//! For each generator seed: two benign days train the baselines (carried from one
+//! For each generator seed: three benign days train the baselines (carried from one
 //! replay to the next as `--baseline` would), two benign days measure false alerts,
 //! two days with malicious episodes measure recall. Attribution is measured on every
 //! test-day flow whose app has a distinctive domain. The figures are printed (run with
@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const DEVICES: usize = 5;
-const SEEDS: [u64; 3] = [1, 2, 3];
+const SEEDS: [u64; 4] = [1, 2, 3, 4];
+/// Benign days that train the baselines before anything is measured.
+const TRAIN_DAYS: u32 = 3;
 /// An alert matches a malicious episode when it overlaps its window widened by this.
 const SLACK_NS: u64 = 600 * 1_000_000_000;
 
@@ -173,18 +175,18 @@ fn evaluate(seed: u64) -> Figures {
     let dir = tmpdir(&format!("seed{seed}"));
     let mut f = Figures::default();
     let mut baselines = None;
-    for day in 0..6u32 {
+    for day in 0..TRAIN_DAYS + 4 {
         let cfg = ScenarioConfig {
             seed,
             devices: DEVICES,
             day,
-            malicious: day >= 4,
+            malicious: day >= TRAIN_DAYS + 2,
             ..ScenarioConfig::default()
         };
         let s = generate(&cfg);
         let res = run_day(&s, &dir, baselines.take());
         baselines = Some(res.baselines);
-        if day < 2 {
+        if day < TRAIN_DAYS {
             continue;
         }
         score_attribution(&s, &res.records, &mut f);
@@ -237,7 +239,7 @@ fn evaluate(seed: u64) -> Figures {
 }
 
 #[test]
-#[ignore = "evaluation over 3 seeds × 6 simulated days: minutes in a debug build; run with --release -- --ignored --nocapture"]
+#[ignore = "evaluation over 4 seeds × 7 simulated days: minutes in a debug build; run with --release -- --ignored --nocapture"]
 fn an1717_recall_false_alerts_and_attribution_over_seeds() {
     let mut total = Figures::default();
     for seed in SEEDS {

@@ -18,7 +18,9 @@
 //! - a learned JA4 counts only when it is distinctive: seen at least
 //!   [`JA4_LEARN_MIN`] times in confident attributions, at least
 //!   [`JA4_DISTINCT_SHARE`] of them for one app (the system TLS stack that every app
-//!   shares never qualifies);
+//!   shares never qualifies), and only for a flow whose name is not an app's
+//!   domain (so a learned stack never outvotes a catalog domain and every app's
+//!   domain flows keep teaching);
 //! - a flow with no telling name that starts within `burst_window` after a confident
 //!   flow of a candidate on the same device inherits that app at lower strength
 //!   (FlowPrint, NDSS 2020), and its destination is remembered for that device.
@@ -28,7 +30,7 @@
 
 use crate::mdm::{Catalog, Inventory};
 use serde::Serialize;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 
 /// Distinct JA4 fingerprints learned across the fleet (4096): apps bring a handful
@@ -40,6 +42,8 @@ pub const MAX_APPS_PER_JA4: usize = 8;
 /// Confident attributions remembered per device for burst inheritance (64): a burst
 /// lasts seconds and opens a few dozen connections at most.
 pub const MAX_RECENT_PER_DEVICE: usize = 64;
+/// Undecided flows remembered per device for late burst inheritance (64).
+pub const MAX_UNDECIDED_PER_DEVICE: usize = 64;
 /// Destinations learned by inheritance per device (256).
 pub const MAX_LEARNED_DEST_PER_DEVICE: usize = 256;
 /// Devices (or unidentified clients) with attribution state (100 000, one fleet).
@@ -189,6 +193,10 @@ struct DeviceMemory {
     recent: VecDeque<(u64, String)>,
     /// destination → app learned on this device.
     dest: HashMap<String, String>,
+    /// (start time, destination) of recent undecided flows without an app domain:
+    /// flow records arrive when flows end, so a burst's short flow can arrive before
+    /// the confident flow it belongs with; that flow then teaches its destination.
+    undecided: VecDeque<(u64, String)>,
 }
 
 /// Counters of the attributor (drops are counted, never silent).
@@ -373,7 +381,7 @@ impl Attributor {
                     "JA4 {ja4} is listed in the catalog for {}",
                     owners.join(", ")
                 ));
-            } else if let Some(st) = self.ja4.get(ja4) {
+            } else if let Some(st) = self.ja4.get(ja4).filter(|_| !app_domain) {
                 if st.total >= JA4_LEARN_MIN {
                     if let Some((app, n)) = st.by_app.iter().max_by_key(|(_, n)| *n) {
                         let share = f64::from(*n) / f64::from(st.total);
@@ -401,26 +409,31 @@ impl Attributor {
         if !app_domain {
             if let Some(mem) = self.devices.get(&dkey) {
                 let lo = f.start_ns.saturating_sub(self.cfg.burst_window_ns);
-                let mut burst: Vec<&str> = mem
+                // Each app inherits in proportion to its confident flows in the burst
+                // (the foreground app opens several; a background fetch one).
+                let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+                for (_, a) in mem
                     .recent
                     .iter()
                     .filter(|(t, _)| *t >= lo && *t <= f.start_ns + self.cfg.burst_window_ns)
-                    .map(|(_, a)| a.as_str())
-                    .filter(|a| is_candidate(a))
-                    .collect();
-                burst.sort_unstable();
-                burst.dedup();
-                if !burst.is_empty() {
-                    let s = factor * 0.55 / burst.len() as f64;
-                    for a in &burst {
+                    .filter(|(_, a)| is_candidate(a))
+                {
+                    *counts.entry(a.as_str()).or_default() += 1;
+                }
+                let total: usize = counts.values().sum();
+                if total > 0 {
+                    for (a, n) in &counts {
+                        let s = factor * 0.55 * *n as f64 / total as f64;
                         if let Some(key) = candidates.iter().find(|c| **c == *a) {
                             ev.entry(key).or_default().add(s, Method::Burst);
                         }
                     }
+                    let names: Vec<String> =
+                        counts.iter().map(|(a, n)| format!("{a} ({n})")).collect();
                     reasons.push(format!(
-                        "starts within {} ms of a confidently attributed flow of {} on the same device",
+                        "starts within {} ms of confidently attributed flows of {} on the same device",
                         self.cfg.burst_window_ns / 1_000_000,
-                        burst.join(", ")
+                        names.join(", ")
                     ));
                 }
                 if let Some(app) = mem.dest.get(&dest).filter(|_| !shared) {
@@ -450,6 +463,9 @@ impl Attributor {
             })
             .collect();
         let Some(&(best, best_score, method)) = scored.first() else {
+            if !app_domain && !shared {
+                self.remember_undecided(&dkey, f.start_ns, dest);
+            }
             let mut a = Attribution::unknown(reasons);
             a.candidates = shown;
             return a;
@@ -499,6 +515,22 @@ impl Attributor {
                 mem.recent.pop_front();
             }
             mem.recent.push_back((f.start_ns, app.to_string()));
+            // Undecided flows that started in this flow's burst belong with it.
+            let w = self.cfg.burst_window_ns;
+            let late: Vec<String> = mem
+                .undecided
+                .iter()
+                .filter(|(t, _)| t.abs_diff(f.start_ns) <= w)
+                .map(|(_, d)| d.clone())
+                .collect();
+            mem.undecided.retain(|(t, _)| t.abs_diff(f.start_ns) > w);
+            for d in late {
+                if mem.dest.len() < MAX_LEARNED_DEST_PER_DEVICE || mem.dest.contains_key(&d) {
+                    mem.dest.entry(d).or_insert_with(|| app.to_string());
+                } else {
+                    self.stats.dest_table_full += 1;
+                }
+            }
             if a.method == Method::Domain {
                 if let Some(ja4) = f.ja4 {
                     self.learn_ja4(ja4, app);
@@ -512,6 +544,18 @@ impl Attributor {
                 mem.dest.insert(dest, app.to_string());
             }
         }
+    }
+
+    fn remember_undecided(&mut self, dkey: &str, start_ns: u64, dest: String) {
+        if !self.devices.contains_key(dkey) && self.devices.len() >= MAX_DEVICES {
+            self.stats.device_table_full += 1;
+            return;
+        }
+        let mem = self.devices.entry(dkey.to_string()).or_default();
+        if mem.undecided.len() >= MAX_UNDECIDED_PER_DEVICE {
+            mem.undecided.pop_front();
+        }
+        mem.undecided.push_back((start_ns, dest));
     }
 
     fn learn_ja4(&mut self, ja4: &str, app: &str) {
@@ -679,6 +723,35 @@ mod tests {
             &cat,
         );
         assert_eq!(other.method, Method::Unknown);
+    }
+
+    #[test]
+    fn undecided_flow_arriving_first_teaches_its_destination() {
+        let (cat, inv) = (catalog(), inventory());
+        let mut at = Attributor::new(AttributionConfig::default());
+        let t0 = 5_000_000_000_000;
+        // The short beacon flow ends (and arrives) before the burst's confident flow.
+        let first = at.attribute(
+            &facts(Some("m.beacon.example"), None, t0 + 700_000_000),
+            Some("d1"),
+            &inv,
+            &cat,
+        );
+        assert_eq!(first.method, Method::Unknown);
+        at.attribute(
+            &facts(Some("api.notes.example"), None, t0),
+            Some("d1"),
+            &inv,
+            &cat,
+        );
+        let later = at.attribute(
+            &facts(Some("m.beacon.example"), None, t0 + 300_000_000_000),
+            Some("d1"),
+            &inv,
+            &cat,
+        );
+        assert_eq!(later.app(), Some("com.b.notes"), "{later:?}");
+        assert_eq!(later.method, Method::Destination);
     }
 
     #[test]

@@ -283,6 +283,18 @@ impl Baselines {
         ts
     }
 
+    /// Forgets what `app` first used at or after `since_ns` among `keys` (an episode
+    /// that alerted teaches nothing: its destinations and stacks stay new).
+    pub fn forget_since(&mut self, app: &str, keys: &[String], since_ns: u64) {
+        if let Some(mem) = self.apps.get_mut(app) {
+            for k in keys {
+                if mem.first_seen.get(k).is_some_and(|&t| t >= since_ns) {
+                    mem.first_seen.remove(k);
+                }
+            }
+        }
+    }
+
     /// When `app` first used `key`, if known.
     pub fn first_seen(&self, app: &str, key: &str) -> Option<u64> {
         self.apps.get(app)?.first_seen.get(key).copied()

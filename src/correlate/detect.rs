@@ -857,6 +857,23 @@ impl Detector {
                 let revision = st.revision;
                 if action == "alert_created" {
                     self.stats.alerts_created += 1;
+                    let mut keys: Vec<String> = Vec::new();
+                    for h in &ep_flows {
+                        keys.push(format!("d:{}", h.destination));
+                        if let Some(j) = &h.ja4 {
+                            keys.push(format!("j:{j}"));
+                        }
+                    }
+                    self.baselines.forget_since(app, &keys, ep.start_ns);
+                    for h in &ep_flows {
+                        if let Some(j) = &h.ja4 {
+                            if self.baselines.first_seen(app, &format!("j:{j}")).is_none() {
+                                if let Some(set) = self.stacks.get_mut(j) {
+                                    set.remove(app);
+                                }
+                            }
+                        }
+                    }
                 } else {
                     self.stats.alerts_updated += 1;
                 }
