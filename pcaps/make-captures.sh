@@ -70,7 +70,8 @@ cleanup() {
     ip netns del "$NS_S" 2>/dev/null
     rm -rf "/etc/netns/$NS_C" "$WORK"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap "exit 130" INT TERM
 cleanup_quiet() { set +e; ip netns del "$NS_C" 2>/dev/null; ip netns del "$NS_S" 2>/dev/null; set -e; }
 cleanup_quiet # leftovers of an interrupted earlier run
 
@@ -91,6 +92,8 @@ for pair in "$NS_S:$VETH_S:$SRV" "$NS_C:$VETH_C:$CLI"; do
 done
 mkdir -p "/etc/netns/$NS_C"
 echo "nameserver $SRV" >"/etc/netns/$NS_C/resolv.conf" # bind-mounted by `ip netns exec`
+# Background processes are started with `ip netns exec` directly (not through these
+# functions), so that $! is the process itself and a signal reaches it.
 S() { ip netns exec "$NS_S" "$@"; }
 C() { ip netns exec "$NS_C" "$@"; }
 
@@ -98,16 +101,16 @@ C() { ip netns exec "$NS_C" "$@"; }
 openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=$NAME" \
     -addext "subjectAltName=DNS:$NAME,DNS:*.example.test" \
     -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
-S openssl s_server -quiet -www -accept 443 -tls1_3 -alpn http/1.1 \
+ip netns exec "$NS_S" openssl s_server -quiet -www -accept 443 -tls1_3 -alpn http/1.1 \
     -cert "$WORK/cert.pem" -key "$WORK/key.pem" </dev/null >"$WORK/s13.log" 2>&1 &
 PIDS+=($!)
-S openssl s_server -quiet -www -accept 8443 -tls1_2 \
+ip netns exec "$NS_S" openssl s_server -quiet -www -accept 8443 -tls1_2 -alpn http/1.1 \
     -cert "$WORK/cert.pem" -key "$WORK/key.pem" </dev/null >"$WORK/s12.log" 2>&1 &
 PIDS+=($!)
-S gnutls-serv --http -p 5556 --x509certfile "$WORK/cert.pem" --x509keyfile "$WORK/key.pem" \
+ip netns exec "$NS_S" gnutls-serv --http -p 5556 --x509certfile "$WORK/cert.pem" --x509keyfile "$WORK/key.pem" \
     </dev/null >"$WORK/gnutls.log" 2>&1 &
 PIDS+=($!)
-S python3 - "$SRV" <<'PY' >"$WORK/dns.log" 2>&1 &
+ip netns exec "$NS_S" python3 - "$SRV" <<'PY' >"$WORK/dns.log" 2>&1 &
 # Tiny authoritative responder: A for *.example.test -> 10.77.0.1, NXDOMAIN otherwise.
 import socket, struct, sys
 addr = sys.argv[1]
@@ -147,13 +150,13 @@ wait_port t 443; wait_port t 8443; wait_port t 5556; wait_port u 53
 # ---------------------------------------------------------------- capture helpers
 capture() { # name filter -- then run clients; stop with end_capture
     CAP_NAME=$1
-    C tcpdump -Z root -U -s 0 -i "$VETH_C" -w "$WORK/$1.pcap" "$2" 2>"$WORK/tcpdump-$1.log" &
+    ip netns exec "$NS_C" tcpdump -Z root -U -s 0 -i "$VETH_C" -w "$WORK/$1.pcap" "$2" 2>"$WORK/tcpdump-$1.log" &
     CAP_PID=$!
     for _ in $(seq 50); do grep -q listening "$WORK/tcpdump-$1.log" 2>/dev/null && break; sleep 0.1; done
 }
 end_capture() {
     sleep 1
-    kill -INT "$CAP_PID"; wait "$CAP_PID" || true
+    kill -TERM "$CAP_PID"; wait "$CAP_PID" || true
     cp "$WORK/$CAP_NAME.pcap" "$OUT/$CAP_NAME.pcap"
     log "$CAP_NAME.pcap: $(stat -c %s "$OUT/$CAP_NAME.pcap") bytes"
 }
@@ -178,7 +181,7 @@ end_capture
 capture tls12-cert "tcp port 8443"
 s_client -connect "$SRV:8443" -servername "$NAME" -tls1_2
 printf "$GET" | C timeout 10 gnutls-cli --insecure --logfile=/dev/null -p 8443 \
-    --priority "NORMAL:-VERS-ALL:+VERS-TLS1.2" --sni-hostname "gnutls12.example.test" "$SRV" >/dev/null 2>&1 || true
+    --priority "NORMAL:-VERS-ALL:+VERS-TLS1.2" --alpn http/1.1 --sni-hostname "gnutls12.example.test" "$SRV" >/dev/null 2>&1 || true
 end_capture
 
 # 3. A DNS lookup, then TLS to the answer without SNI: the flow is named from DNS only.

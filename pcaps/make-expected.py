@@ -7,7 +7,8 @@ One JSON line per TCP/UDP flow, keys are dotted paths into nightjar's flow recor
 the 5-tuple (client = sender of the SYN, or of the first UDP datagram), packets and IP-layer
 bytes per direction, and for TLS flows the SNI, offered ALPN, JA3 and JA3S (tshark's own),
 JA4 (computed here from tshark's ClientHello fields: tshark 4.0 has no JA4), the negotiated
-version and ALPN; destination.domain with its source (SNI, else the name whose DNS A answer
+version, suite and ALPN, the leaf certificate (SHA-256, serial, SANs) when it is in clear; for
+DNS flows the question and A answers; destination.domain with its source (SNI, else the name whose DNS A answer
 earlier in the capture gave the server address). A null value means "absent or null".
 TCP reassembly of out-of-order segments is switched on so reordered hellos are read too.
 Standard library only; needs tshark on PATH.
@@ -21,6 +22,17 @@ TSHARK_OPTS = ["-o", "tcp.reassemble_out_of_order:TRUE", "-o", "tcp.desegment_tc
 # Extensions whose signature-scheme lists tshark reports in the shared sig_hash_alg field.
 SIG_LIST_EXTS = (13, 34, 50)
 TLS_VERSIONS = {0x0304: "1.3", 0x0303: "1.2", 0x0302: "1.1", 0x0301: "1.0"}
+# IANA names of the suites these captures negotiate (tshark 4.0 prints only the number).
+CIPHER_NAMES = {
+    0x1301: "TLS_AES_128_GCM_SHA256", 0x1302: "TLS_AES_256_GCM_SHA384",
+    0x1303: "TLS_CHACHA20_POLY1305_SHA256",
+    0xC02B: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    0xC02C: "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    0xC02F: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    0xC030: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    0xCCA8: "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+}
+DNS_TYPES = {1: "A", 5: "CNAME", 28: "AAAA"}
 JA4_VERSIONS = {0x0304: "13", 0x0303: "12", 0x0302: "11", 0x0301: "10", 0x0300: "s3"}
 
 
@@ -63,14 +75,14 @@ def ja4(hello):
     if not alpn.isascii() or not alpn.isalnum():
         raw = alpns[0].encode()
         alpn = raw[:1].hex()[0] + raw[-1:].hex()[-1]
-    # Signature algorithms of the signature_algorithms extension (13) only.
+    # Signature algorithms of the signature_algorithms extension (13) only, GREASE removed.
     sig_algs, values = [], ints(hello["tls.handshake.sig_hash_alg"])
     lens = ints(hello["tls.handshake.sig_hash_alg_len"])
     for ext in (e for e in exts if e in SIG_LIST_EXTS):
         n = lens.pop(0) // 2 if lens else 0
         chunk, values = values[:n], values[n:]
         if ext == 13:
-            sig_algs = chunk
+            sig_algs = [v for v in chunk if not is_grease(v)]  # as FoxIO's reference does
     a = "t%s%s%02d%02d%s" % (JA4_VERSIONS.get(version, "00"), sni, min(len(ciphers), 99),
                              min(len(exts), 99), alpn)
     b = ",".join(sorted("%04x" % c for c in ciphers))
@@ -127,7 +139,7 @@ def main():
         f["ja3"] = h["tls.handshake.ja3"]
         f["ja4"] = ja4(h)
     for h in tshark(pcap, "tls.handshake.type == 2",
-                    ports + ["tls.handshake.ja3s", "tls.handshake.version",
+                    ports + ["tls.handshake.ja3s", "tls.handshake.version", "tls.handshake.ciphersuite",
                              "tls.handshake.extensions.supported_version",
                              "tls.handshake.extensions_alpn_str"]):
         f = flow_of(h)
@@ -136,6 +148,39 @@ def main():
         f["ja3s"] = h["tls.handshake.ja3s"]
         f["version"] = TLS_VERSIONS.get(version, "0x%04x" % version)
         f["next_protocol"] = h["tls.handshake.extensions_alpn_str"] or None
+        f["cipher"] = CIPHER_NAMES.get(int(h["tls.handshake.ciphersuite"], 0))
+    # Server certificate (visible up to TLS 1.2): the leaf is the first one listed.
+    for h in tshark(pcap, "tls.handshake.type == 11",
+                    ports + ["tls.handshake.certificate", "x509af.serialNumber",
+                             "x509ce.dNSName"]):
+        f = flow_of(h)
+        leaf = split(h["tls.handshake.certificate"])[0].replace(":", "")
+        f["cert"] = {
+            "tls.server.hash.sha256": hashlib.sha256(bytes.fromhex(leaf)).hexdigest(),
+            "tls.server.x509.serial_number": split(h["x509af.serialNumber"])[0].replace(":", ""),
+            "tls.server.x509.alternative_names": split(h["x509ce.dNSName"]) or None,
+        }
+    # DNS: the question of the flow's first query; its answers when the flow holds one
+    # transaction (which transaction a multi-query flow reports is the sensor's choice).
+    udp = ["ip.src", "ip.dst", "udp.srcport", "udp.dstport"]
+    for q in tshark(pcap, "dns.flags.response == 0", udp + ["dns.qry.name", "dns.qry.type"]):
+        f = flow_of(q)
+        f["dns_queries"] = f.get("dns_queries", 0) + 1
+        if "dns_question" not in f:
+            qtype = int(q["dns.qry.type"] or 0)
+            f["dns_question"] = (q["dns.qry.name"], DNS_TYPES.get(qtype, str(qtype)))
+    for r in tshark(pcap, "dns.flags.response == 1",
+                    udp + ["dns.resp.name", "dns.resp.type", "dns.a", "dns.resp.ttl"]):
+        f = flow_of(r)
+        if "dns_answers" in f:
+            continue
+        names, types = split(r["dns.resp.name"]), ints(r["dns.resp.type"])
+        addrs, ttls = split(r["dns.a"]), ints(r["dns.resp.ttl"])
+        answers = []
+        for name, rtype, ttl in zip(names, types, ttls):
+            if rtype == 1 and addrs:  # this responder only answers A records
+                answers.append({"name": name, "type": "A", "data": addrs.pop(0), "ttl": ttl})
+        f["dns_answers"] = answers
     # DNS A answers: (client, address) -> name, valid for flows that start afterwards.
     answers = []
     for r in tshark(pcap, "dns.flags.response == 1 && dns.a",
@@ -153,6 +198,11 @@ def main():
             "source.packets": f["c"][0], "source.bytes": f["c"][1],
             "destination.packets": f["s"][0], "destination.bytes": f["s"][1],
         }
+        if "dns_question" in f:
+            out["network.protocol"] = "dns"
+            out["dns.question.name"], out["dns.question.type"] = f["dns_question"]
+            if f["dns_queries"] == 1:
+                out["dns.answers"] = f.get("dns_answers") or None
         if "ja3" in f:
             domain, source = f["sni"], "sni" if f["sni"] else None
             if domain is None:
@@ -168,9 +218,11 @@ def main():
                 "tls.server.ja3s": f.get("ja3s"),
                 "tls.version": f.get("version"),
                 "tls.next_protocol": f.get("next_protocol"),
+                "tls.cipher": f.get("cipher"),
                 "destination.domain": domain,
                 "nightjar.flow.domain_source": source,
             })
+            out.update(f.get("cert", {}))
         print(json.dumps(out, sort_keys=False))
 
 

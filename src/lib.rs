@@ -3,12 +3,13 @@
 //! The pipeline is visible in the module tree:
 //! `capture` → `decode` → `flow` (shards, with handshake inspection through
 //! `proto`) → observations → `correlate` → `output`, wired together by
-//! `pipeline`. `mdm` holds the device and app model the correlator joins
+//! `pipeline`; `daemon` runs it live as a service. `mdm` holds the device and app model the correlator joins
 //! flows to; `config` the validated configuration.
 
 pub mod capture;
 pub mod config;
 pub mod correlate;
+pub mod daemon;
 pub mod decode;
 pub mod flow;
 pub mod mdm;

@@ -8,12 +8,10 @@ use nightjar::correlate::baseline::Baselines;
 use nightjar::correlate::detect::DetectConfig;
 use nightjar::correlate::evidence::{EvidenceOptions, DEFAULT_QUOTA_BYTES};
 use nightjar::correlate::{AnalysisOptions, Correlator, CorrelatorOptions};
-use nightjar::mdm;
 use nightjar::output::Sink;
 use nightjar::pipeline::replay::{replay, ReplayOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -30,11 +28,36 @@ struct Cli {
 enum Command {
     /// Replay pcap/pcapng files (in order, as one stream; "-" reads stdin) and write JSON-lines records.
     Replay(ReplayArgs),
+    /// MDM adapters: one-shot operations against the configured MDM APIs.
+    Mdm {
+        #[command(subcommand)]
+        command: MdmCommand,
+    },
+    /// Capture live on the configured interfaces until SIGTERM/SIGINT (foreground; also under systemd).
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, default_value = "/etc/nightjar/nightjar.toml")]
+        config: PathBuf,
+    },
     /// Validate a configuration file and print what is wrong, one line each.
     CheckConfig {
         /// Configuration file (TOML).
         #[arg(long, default_value = "/etc/nightjar/nightjar.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum MdmCommand {
+    /// Pull the inventory once from every configured MDM API ([mdm.jamf], [mdm.intune])
+    /// and write it in the --inventory JSON format.
+    Sync {
+        /// Configuration file (TOML).
+        #[arg(long, default_value = "/etc/nightjar/nightjar.toml")]
+        config: PathBuf,
+        /// Write the inventory to this file (replaced atomically) instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -55,31 +78,42 @@ struct ReplayArgs {
     /// Also write a nightjar.dns record for every DNS message.
     #[arg(long)]
     dns_records: bool,
+    /// MDM inventory JSON (docs/mdm.md): devices by hardware Wi-Fi MAC, udid, serial.
+    /// Overrides `[mdm] inventory`.
+    #[arg(long)]
+    inventory: Option<PathBuf>,
+    /// Identity feed NDJSON (docs/identity.md): who holds which address from when.
+    /// Overrides `[identity] feed`.
+    #[arg(long)]
+    identity: Option<PathBuf>,
+    /// Lifecycle events (NDJSON, docs/mdm.md).
+    #[arg(long)]
+    events: Option<PathBuf>,
+    /// App catalog: a TOML/JSON file or a directory of them (docs/mdm.md).
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// AN1717 baselines (JSON): loaded if the file exists, saved at the end of the
+    /// replay (needs --inventory, --events or --catalog).
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Write an evidence bundle per AN1717 alert into this directory (needs
+    /// --inventory, --events or --catalog).
+    #[arg(long)]
+    evidence_dir: Option<PathBuf>,
     /// No progress line on stderr, even on a terminal.
     #[arg(long)]
     quiet: bool,
-    /// MDM inventory (JSON): devices and their installed apps.
-    #[arg(long)]
-    inventory: Option<PathBuf>,
-    /// Lifecycle events (NDJSON).
-    #[arg(long)]
-    events: Option<PathBuf>,
-    /// App catalog: a TOML/JSON file or a directory of them.
-    #[arg(long)]
-    catalog: Option<PathBuf>,
-    /// Baselines file: loaded if it exists, saved at the end of the replay.
-    #[arg(long)]
-    baseline: Option<PathBuf>,
-    /// Write an evidence bundle per AN1717 alert into this directory.
-    #[arg(long)]
-    evidence_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => run_replay(args),
+        Command::Mdm {
+            command: MdmCommand::Sync { config, output },
+        } => mdm_sync(&config, output.as_deref()),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Run { config } => run_daemon(&config),
     };
     match result {
         Ok(code) => code,
@@ -105,42 +139,50 @@ fn check_config(path: &std::path::Path) -> Result<ExitCode> {
     }
 }
 
-/// Loads the MDM inputs; attribution and detection run when any is given.
-fn analysis_options(args: &ReplayArgs) -> Result<Option<AnalysisOptions>> {
-    if args.inventory.is_none() && args.catalog.is_none() && args.events.is_none() {
-        anyhow::ensure!(
-            args.baseline.is_none() && args.evidence_dir.is_none(),
-            "--baseline and --evidence-dir need --inventory and/or --catalog"
-        );
-        return Ok(None);
+fn mdm_sync(config: &std::path::Path, output: Option<&std::path::Path>) -> Result<ExitCode> {
+    use nightjar::mdm::adapter::{run::sync_once, HttpOptions};
+    let cfg = Config::load(config)?;
+    anyhow::ensure!(
+        cfg.mdm.jamf.is_some() || cfg.mdm.intune.is_some(),
+        "{}: no [mdm.jamf] or [mdm.intune] section: nothing to sync",
+        config.display()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = rt
+        .block_on(sync_once(&cfg.mdm, &HttpOptions::default()))
+        .context("mdm sync failed")?;
+    let text = nightjar::mdm::inventory_to_json(&result.inventory);
+    match output {
+        Some(p) => nightjar::mdm::adapter::write_atomic(p, text.as_bytes())
+            .with_context(|| format!("{}: cannot write", p.display()))?,
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(text.as_bytes())?;
+        }
     }
-    let inventory = match &args.inventory {
-        Some(p) => mdm::load_inventory(p)?,
-        None => mdm::Inventory::default(),
-    };
-    let catalog = match &args.catalog {
-        Some(p) => mdm::load_catalog(p)?,
-        None => mdm::CatalogBuilder::new().build(),
-    };
-    let events = match &args.events {
-        Some(p) => mdm::load_events(p)?,
-        None => Vec::new(),
-    };
-    let baselines = match &args.baseline {
-        Some(p) if p.exists() => Some(Baselines::load(p)?),
-        _ => None,
-    };
-    Ok(Some(AnalysisOptions {
-        inventory: Arc::new(inventory),
-        catalog: Arc::new(catalog),
-        events,
-        baselines,
-        detect: DetectConfig::default(),
-        evidence: args.evidence_dir.as_ref().map(|d| EvidenceOptions {
-            dir: d.clone(),
-            quota_bytes: DEFAULT_QUOTA_BYTES,
-        }),
-    }))
+    let inv = &result.inventory;
+    let apps: usize = inv.devices().iter().map(|d| inv.apps(&d.id).len()).sum();
+    let now = nightjar::mdm::adapter::wall_clock_ns();
+    for (name, stats) in &result.stats {
+        let s = stats.snapshot(now);
+        eprintln!(
+            "nightjar: mdm {name}: {} requests, {} retries, {} throttled, {} server errors, {} token fetches, {} devices skipped, {} apps skipped",
+            s.requests, s.retries, s.throttled, s.server_errors, s.token_fetches, s.devices_skipped, s.apps_skipped
+        );
+    }
+    eprintln!(
+        "nightjar: mdm sync: {} devices, {apps} apps",
+        inv.devices().len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_daemon(path: &std::path::Path) -> Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    nightjar::daemon::run(&cfg)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
@@ -159,6 +201,15 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
     if args.dns_records {
         cfg.output.dns_records = true;
     }
+    // MDM inputs are validated before any output is opened.
+    let events = match &args.events {
+        Some(p) => nightjar::mdm::load_events(p)?,
+        None => Vec::new(),
+    };
+    let catalog = match &args.catalog {
+        Some(p) => Some(nightjar::mdm::load_catalog(p)?),
+        None => None,
+    };
     // Replay writes to stdout unless told otherwise: the config's path is the daemon's.
     let out_path = match &args.output {
         Some(p) => OutputPath::File(p.clone()),
@@ -168,11 +219,44 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         OutputPath::Stdout => Sink::stdout(),
         OutputPath::File(p) => Sink::file(p)?,
     };
-    let analysis = analysis_options(&args)?;
+    let inventory = match args.inventory.as_ref().or(cfg.mdm.inventory.as_ref()) {
+        Some(p) => Some(std::sync::Arc::new(nightjar::mdm::load_inventory(p)?)),
+        None => None,
+    };
+    let feed = match args.identity.as_ref().or(cfg.identity_feed.as_ref()) {
+        Some(p) => nightjar::correlate::identity::load_feed(p)?,
+        None => Vec::new(),
+    };
+    // Attribution and AN1717 run when there is anything to attribute with.
+    let mdm_given = inventory.is_some() || catalog.is_some() || !events.is_empty();
+    anyhow::ensure!(
+        mdm_given || (args.baseline.is_none() && args.evidence_dir.is_none()),
+        "--baseline and --evidence-dir need --inventory, --events or --catalog"
+    );
+    let analysis = if mdm_given {
+        let baselines = match &args.baseline {
+            Some(p) if p.exists() => Some(Baselines::load(p)?),
+            _ => None,
+        };
+        Some(AnalysisOptions {
+            baselines,
+            detect: DetectConfig::default(),
+            evidence: args.evidence_dir.as_ref().map(|d| EvidenceOptions {
+                dir: d.clone(),
+                quota_bytes: DEFAULT_QUOTA_BYTES,
+            }),
+        })
+    } else {
+        None
+    };
     let mut correlator = Correlator::new(CorrelatorOptions {
         dns_records: cfg.output.dns_records,
+        inventory,
+        static_identities: cfg.identity_static.clone(),
+        feed,
         analysis,
-    });
+    })
+    .with_mdm(events, catalog);
     let opts = ReplayOptions {
         inputs: args.pcaps,
         workers: cfg.capture.workers,

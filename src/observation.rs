@@ -18,6 +18,8 @@ pub enum Observation {
     Dns(Box<DnsObservation>),
     /// A DHCP message, for the identity table.
     Dhcp(Box<DhcpObservation>),
+    /// An identity feed line (file or socket): who holds an address from its `ts` on.
+    Identity(Box<crate::correlate::identity::FeedEntry>),
 }
 
 impl Observation {
@@ -27,6 +29,7 @@ impl Observation {
             Observation::Flow(f) => f.emitted_ns,
             Observation::Dns(d) => d.ts_ns,
             Observation::Dhcp(d) => d.ts_ns,
+            Observation::Identity(e) => e.ts_ns,
         }
     }
 }
@@ -99,7 +102,7 @@ pub struct FlowSummary {
     pub profile: Profile,
     /// Frames of this flow cut short by the capture's snaplen.
     pub truncated_packets: u64,
-    /// IP fragments seen on this flow (first fragments carry the ports).
+    /// IP fragments this flow's packets were reassembled from.
     pub fragments: u64,
     pub app: AppSummary,
 }

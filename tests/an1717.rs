@@ -50,16 +50,15 @@ fn run_day(s: &Scenario, dir: &Path, baselines: Option<Baselines>) -> DayResult 
         .unwrap();
     let events = mdm::read_events(s.events_ndjson.as_bytes(), "events").unwrap();
     let mut correlator = Correlator::new(CorrelatorOptions {
-        dns_records: false,
+        inventory: Some(Arc::new(inventory)),
         analysis: Some(AnalysisOptions {
-            inventory: Arc::new(inventory),
-            catalog: Arc::new(cb.build()),
-            events,
             baselines,
             detect: DetectConfig::default(),
             evidence: None,
         }),
-    });
+        ..CorrelatorOptions::default()
+    })
+    .with_mdm(events, Some(cb.build()));
     let mut sink = Sink::file(&out).unwrap();
     let opts = ReplayOptions {
         inputs: vec![pcap],

@@ -445,6 +445,25 @@ fn observed() -> &'static Observed {
             expect_failure: true,
         });
 
+        // Device identity from an inventory and an identity feed (device.id, user.name).
+        let identity = tmp.join("identity.toml");
+        std::fs::write(
+            &identity,
+            format!(
+                "[mdm]\ninventory = {:?}\n[identity]\nfeed = {:?}\n",
+                root.join("tests/data/identity/inventory.json"),
+                root.join("tests/data/identity/feed.ndjson")
+            ),
+        )
+        .expect("write config");
+        replays.push(Replay {
+            label: "pcaps/dhcp-dns-tls.pcap with inventory and identity feed".into(),
+            flags: Vec::new(),
+            args: vec![root.join("pcaps/dhcp-dns-tls.pcap")],
+            config: Some(identity),
+            expect_failure: false,
+        });
+
         let corpus = root.join("../shared/corpus");
         let has_corpus = corpus.is_dir();
         if has_corpus {

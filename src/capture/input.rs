@@ -3,7 +3,9 @@
 //! Invariants: `start <= end <= buf.len() <= MAX_BLOCK_SIZE`; bytes in `buf[start..end]`
 //! are read but not yet consumed; `consumed` counts the bytes before `buf[start]`. The
 //! buffer only moves data (compaction) or grows inside `fill`, so a range handed out by
-//! `consume` stays valid until the next `fill`.
+//! `consume` stays valid until the next `fill`. It grows only when full of bytes
+//! actually read, so its size is at most twice the input held, whatever a length field
+//! claims.
 
 use std::io::{ErrorKind, Read};
 use std::ops::Range;
@@ -41,16 +43,20 @@ impl<R: Read> Input<R> {
                 len: n as u64,
             });
         }
-        if n > self.buf.len() {
-            let grown = n.max(self.buf.len().saturating_mul(2)).min(MAX_BLOCK_SIZE);
-            self.buf.resize(grown, 0);
-        }
         if self.start + n > self.buf.len() {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
         while self.end - self.start < n {
+            if self.end == self.buf.len() {
+                // Grow only once the bytes read so far fill the buffer, doubling up to
+                // `n`: memory follows the bytes the input really holds, so a length
+                // field that lies (a truncated or hostile file) costs no more than
+                // twice the input, not `n` bytes.
+                let grown = self.buf.len().saturating_mul(2).clamp(1, n);
+                self.buf.resize(grown, 0);
+            }
             let Some(space) = self.buf.get_mut(self.end..) else {
                 break;
             };
@@ -86,5 +92,37 @@ impl<R: Read> Input<R> {
     /// Total bytes consumed from the source.
     pub(super) fn consumed(&self) -> u64 {
         self.consumed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fuzzing regression (`fuzz/regressions/capture/huge-record-length`): a short
+    /// file whose record claims 200 MiB made the reader allocate (and zero) the
+    /// claimed size before finding the input too short.
+    #[test]
+    fn a_lying_length_does_not_allocate_what_it_claims() {
+        let data = [7u8; 100];
+        let mut input = Input::new(&data[..]);
+        input.fill(200 << 20).unwrap();
+        assert_eq!(input.available(), &data[..]);
+        assert_eq!(
+            input.buf.len(),
+            INITIAL_BUFFER_SIZE,
+            "no growth past the input"
+        );
+    }
+
+    #[test]
+    fn grows_for_a_large_record_that_is_really_there() {
+        let data: Vec<u8> = (0..3 * INITIAL_BUFFER_SIZE + 5).map(|i| i as u8).collect();
+        let mut input = Input::new(&data[..]);
+        input.fill(10).unwrap();
+        let _ = input.consume(3);
+        input.fill(data.len() - 3).unwrap();
+        assert_eq!(input.available(), &data[3..]);
+        assert!(input.buf.len() <= 2 * data.len());
     }
 }

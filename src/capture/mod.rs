@@ -1,4 +1,5 @@
-//! Offline capture input: a pure-Rust streaming reader for pcap and pcapng.
+//! Capture input: a pure-Rust streaming reader for pcap and pcapng files, and
+//! live interfaces through libpcap in [`live`] (which documents its own unsafe code).
 //!
 //! Owns: sniffing the file format, walking its records, converting timestamps to
 //! [`Timestamp`] and handing out borrowed [`Frame`]s with the link type of the interface
@@ -15,8 +16,10 @@
 //!   going backwards, bad options...) are counted in [`CaptureStats`], never fatal.
 
 mod input;
+pub mod live;
 mod pcap;
 mod pcapng;
+pub mod privileges;
 mod time;
 
 use std::io::Read;

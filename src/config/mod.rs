@@ -11,6 +11,7 @@ mod duration;
 
 pub use duration::parse_duration;
 
+use crate::correlate::identity::StaticIdentity;
 use crate::flow::FlowConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -48,6 +49,13 @@ struct Raw {
     metrics: RawMetrics,
     mdm: RawMdm,
     identity: RawIdentity,
+    daemon: RawDaemon,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDaemon {
+    user: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +66,8 @@ struct RawCapture {
     bpf: String,
     snaplen: u64,
     buffer_size: u64,
+    promisc: bool,
+    immediate_mode: bool,
 }
 
 impl Default for RawCapture {
@@ -68,6 +78,8 @@ impl Default for RawCapture {
             bpf: String::new(),
             snaplen: 65535,
             buffer_size: 64 << 20,
+            promisc: false,
+            immediate_mode: false,
         }
     }
 }
@@ -150,6 +162,16 @@ struct RawMdm {
     catalog: Option<String>,
     jamf: Option<RawJamf>,
     intune: Option<RawIntune>,
+    webhook: Option<RawWebhook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    listen: String,
+    secret_file: String,
+    #[serde(default)]
+    micromdm: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +212,16 @@ fn default_graph_url() -> String {
 #[serde(deny_unknown_fields, default)]
 struct RawIdentity {
     feed: Option<String>,
+    #[serde(rename = "static")]
+    statics: Vec<RawStaticIdentity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStaticIdentity {
+    ip: Option<String>,
+    mac: Option<String>,
+    device_id: String,
 }
 
 // ---------------------------------------------------------------------------
@@ -209,6 +241,11 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     pub mdm: MdmConfig,
     pub identity_feed: Option<PathBuf>,
+    /// `[identity] static`: address and/or MAC → device id, the least trusted source.
+    pub identity_static: Vec<StaticIdentity>,
+    /// `[daemon] user`: the account `nightjar run` switches to after opening
+    /// capture (None: stay the invoking user, still dropping capabilities).
+    pub daemon_user: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -218,6 +255,8 @@ pub struct CaptureConfig {
     pub bpf: String,
     pub snaplen: u32,
     pub buffer_size: u32,
+    pub promisc: bool,
+    pub immediate_mode: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -240,6 +279,16 @@ pub struct MdmConfig {
     pub catalog: Option<PathBuf>,
     pub jamf: Option<JamfConfig>,
     pub intune: Option<IntuneConfig>,
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// The webhook receiver (`[mdm.webhook]`): Jamf Pro webhooks when `[mdm.jamf]` is set,
+/// MicroMDM/NanoMDM webhooks when `micromdm = true`.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub listen: SocketAddr,
+    pub secret_file: PathBuf,
+    pub micromdm: bool,
 }
 
 /// An API base URL: `https://`, or `http://` to a loopback address (tests).
@@ -453,8 +502,47 @@ impl Config {
                 poll_interval: poll("mdm.intune.poll_interval", &i.poll_interval)?,
             }),
         };
+        let webhook = match &raw.mdm.webhook {
+            None => None,
+            Some(w) => Some(WebhookConfig {
+                listen: w.listen.parse().map_err(|_| {
+                    invalid(
+                        "mdm.webhook.listen",
+                        format!("{:?} is not an address:port", w.listen),
+                    )
+                })?,
+                secret_file: PathBuf::from(nonempty("mdm.webhook.secret_file", &w.secret_file)?),
+                micromdm: w.micromdm,
+            }),
+        };
         let opt_path =
             |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(PathBuf::from);
+        let mut identity_static = Vec::with_capacity(raw.identity.statics.len());
+        for (i, st) in raw.identity.statics.iter().enumerate() {
+            let bad = |m: String| invalid("identity.static", format!("entry {}: {m}", i + 1));
+            let ip = match &st.ip {
+                None => None,
+                Some(s) => Some(
+                    s.parse::<std::net::IpAddr>()
+                        .map_err(|_| bad(format!("ip {s:?} is not an IP address")))?,
+                ),
+            };
+            let mac = match &st.mac {
+                None => None,
+                Some(s) => Some(s.parse::<crate::mdm::MacAddr>().map_err(bad)?.0),
+            };
+            if ip.is_none() && mac.is_none() {
+                return Err(bad("needs ip, mac or both".into()));
+            }
+            if st.device_id.trim().is_empty() {
+                return Err(bad("device_id is empty".into()));
+            }
+            identity_static.push(StaticIdentity {
+                ip,
+                mac,
+                device_id: st.device_id.clone(),
+            });
+        }
 
         Ok(Config {
             capture: CaptureConfig {
@@ -463,6 +551,8 @@ impl Config {
                 bpf: c.bpf.clone(),
                 snaplen,
                 buffer_size,
+                promisc: c.promisc,
+                immediate_mode: c.immediate_mode,
             },
             flow,
             output,
@@ -474,8 +564,14 @@ impl Config {
                 catalog: opt_path(&raw.mdm.catalog),
                 jamf,
                 intune,
+                webhook,
             },
             identity_feed: opt_path(&raw.identity.feed),
+            identity_static,
+            daemon_user: {
+                let u = raw.daemon.user.trim();
+                (!u.is_empty()).then(|| u.to_string())
+            },
         })
     }
 }
@@ -490,6 +586,8 @@ mod tests {
         let c = Config::parse(text, "example").unwrap();
         assert_eq!(c.capture.workers, 2);
         assert!(c.mdm.jamf.is_some() && c.mdm.intune.is_some());
+        assert_eq!(c.identity_static.len(), 2);
+        assert!(c.mdm.webhook.is_some_and(|w| w.micromdm));
     }
 
     #[test]
@@ -507,6 +605,11 @@ mod tests {
             ("[flow]\nudp_timeout = \"0s\"", "flow.udp_timeout"),
             ("[flow]\nudp_timeout = \"10\"", "flow.udp_timeout"),
             ("[metrics]\nlisten = \"nowhere\"", "metrics.listen"),
+            ("[identity]\nstatic = [{device_id = \"d\"}]", "identity.static"),
+            ("[identity]\nstatic = [{ip = \"10.0.0.300\", device_id = \"d\"}]", "identity.static"),
+            ("[identity]\nstatic = [{mac = \"02:00:00:00:00:01\", device_id = \"\"}]", "identity.static"),
+            ("[mdm.webhook]\nlisten = \"x\"\nsecret_file = \"/f\"", "mdm.webhook.listen"),
+            ("[mdm.webhook]\nlisten = \"127.0.0.1:1\"\nsecret_file = \"\"", "mdm.webhook.secret_file"),
             ("[mdm.jamf]\nurl = \"http://example.com\"\nclient_id = \"x\"\nclient_secret_file = \"/f\"", "mdm.jamf.url"),
         ] {
             let e = Config::parse(text, "t").unwrap_err().to_string();

@@ -1,39 +1,62 @@
 //! The correlator: turns the shards' observations into records.
 //!
 //! It owns the state that spans flows: the DNS resolution cache (names for
-//! flows without SNI) and, as later stages join, device identity and app
-//! attribution. It does no I/O except through the sink it is handed.
+//! flows without SNI), the device identity table (which device a client
+//! address or MAC was at a flow's start), the encrypted-DNS blind spots per
+//! device, and (with MDM inputs) app attribution, AN1717 detection, coverage and
+//! governance through the [`detect::Detector`]. It does no I/O except through the
+//! sink it is handed (and the evidence writer, when `--evidence-dir` is given).
+//!
+//! Observations arrive in packet-time order; identity feed lines handed over at
+//! start (replay's `--identity` file) are merged into that order by their `ts`.
+//! Flows arrive at their end and are resolved at their start time.
 
 pub mod attribution;
 pub mod baseline;
+pub mod blind_spot;
 pub mod coverage;
 pub mod detect;
 pub mod dns_cache;
 pub mod evidence;
+pub mod identity;
 pub mod timeline;
 
-use crate::mdm::{Catalog, Inventory, LifecycleEvent, MacAddr};
+use crate::mdm::{Catalog, LifecycleEvent};
 use crate::observation::Observation;
 use crate::output::records::{dns_record, flow_record};
 use crate::output::{Record, Sink, SinkError};
 use crate::pipeline::replay::ReplayReport;
 use crate::pipeline::stats::linktype_name;
+use blind_spot::BlindSpot;
 use dns_cache::{CachedName, DnsCache};
+use identity::{FeedEntry, Identity, IdentityTable, StaticIdentity};
 use serde_json::{json, Value};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+/// Devices (or unidentified clients) whose blind-spot flows are counted one by one in
+/// the stats record; flows of further devices are counted in `blind_spots_untracked`.
+pub const MAX_BLIND_SPOT_DEVICES: usize = 65_536;
+
+#[derive(Default)]
 pub struct CorrelatorOptions {
     /// Write a `nightjar.dns` record per DNS message.
     pub dns_records: bool,
-    /// App attribution and AN1717 detection (needs a catalog and/or an inventory).
+    /// MDM inventory (hardware Wi-Fi MACs, udids, serials).
+    pub inventory: Option<Arc<crate::mdm::Inventory>>,
+    /// Static identity mappings from the configuration.
+    pub static_identities: Vec<StaticIdentity>,
+    /// Identity feed lines known up front (a file), sorted by time; applied as the
+    /// observation stream reaches their `ts`.
+    pub feed: Vec<FeedEntry>,
+    /// App attribution and AN1717 detection (with MDM inputs); the detector starts
+    /// in [`Correlator::with_mdm`], which hands it the events and the catalog.
     pub analysis: Option<AnalysisOptions>,
 }
 
-/// What attribution and detection run on.
+/// What attribution and detection run with, besides the MDM inputs.
+#[derive(Default)]
 pub struct AnalysisOptions {
-    pub inventory: Arc<Inventory>,
-    pub catalog: Arc<Catalog>,
-    pub events: Vec<LifecycleEvent>,
     /// Baselines loaded from `--baseline` (else they start empty).
     pub baselines: Option<baseline::Baselines>,
     pub detect: detect::DetectConfig,
@@ -68,53 +91,127 @@ pub struct FlowContext {
     pub domain_source: Option<&'static str>,
     /// Every name the client resolved to the server address before the flow, newest first.
     pub dns_names: Vec<CachedName>,
+    /// The client's device identity at the flow's start.
+    pub identity: Option<Identity>,
+    /// Encrypted DNS the sensor cannot see into.
+    pub blind_spot: Option<BlindSpot>,
 }
 
 pub struct Correlator {
     opts: CorrelatorOptions,
+    dns: DnsCache,
+    identity: IdentityTable,
+    /// Feed lines not yet reached by the observation stream, oldest first.
+    pending_feed: VecDeque<FeedEntry>,
+    /// Blind-spot flows per device id (or unidentified client), by kind.
+    blind_spots: BTreeMap<String, BTreeMap<&'static str, u64>>,
+    blind_spots_untracked: u64,
+    flow_records: u64,
+    dns_records: u64,
+    dhcp_messages: u64,
+    /// Lifecycle events (`--events`), sorted by `ts` then id; read by detection.
+    mdm_events: Vec<LifecycleEvent>,
+    /// The app catalog (`--catalog`); read by attribution and detection.
+    catalog: Option<Arc<Catalog>>,
     detector: Option<detect::Detector>,
     evidence: Option<evidence::EvidenceWriter>,
     alert_records: u64,
     coverage_records: u64,
-    dns: DnsCache,
-    flow_records: u64,
-    dns_records: u64,
-    dhcp_messages: u64,
 }
 
 impl Correlator {
     pub fn new(mut opts: CorrelatorOptions) -> Correlator {
-        let (detector, evidence) = match opts.analysis.take() {
-            Some(a) => {
-                let keep = a.evidence.is_some();
-                (
-                    Some(detect::Detector::new(
-                        a.detect,
-                        a.inventory,
-                        a.catalog,
-                        a.events,
-                        a.baselines,
-                        keep,
-                    )),
-                    a.evidence.map(evidence::EvidenceWriter::new),
-                )
-            }
-            None => (None, None),
-        };
+        let identity = IdentityTable::new(opts.inventory.clone(), &opts.static_identities);
+        let mut feed = std::mem::take(&mut opts.feed);
+        feed.sort_by_key(|e| e.ts_ns);
         Correlator {
             opts,
-            detector,
-            evidence,
-            alert_records: 0,
-            coverage_records: 0,
             dns: DnsCache::default(),
+            identity,
+            pending_feed: feed.into(),
+            blind_spots: BTreeMap::new(),
+            blind_spots_untracked: 0,
             flow_records: 0,
             dns_records: 0,
             dhcp_messages: 0,
+            mdm_events: Vec::new(),
+            catalog: None,
+            detector: None,
+            evidence: None,
+            alert_records: 0,
+            coverage_records: 0,
         }
     }
 
+    /// Applies the pending feed lines whose time is at or before `ts_ns`.
+    fn release_feed(&mut self, ts_ns: u64) {
+        while self.pending_feed.front().is_some_and(|e| e.ts_ns <= ts_ns) {
+            if let Some(e) = self.pending_feed.pop_front() {
+                self.identity.apply_feed(&e);
+            }
+        }
+    }
+
+    /// Hands the correlator the lifecycle events and the app catalog.
+    pub fn with_mdm(
+        mut self,
+        mut events: Vec<LifecycleEvent>,
+        catalog: Option<Catalog>,
+    ) -> Correlator {
+        events.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.id.cmp(&b.id)));
+        self.mdm_events = events;
+        self.catalog = catalog.map(Arc::new);
+        if let Some(a) = self.opts.analysis.take() {
+            let inventory = self.opts.inventory.clone().unwrap_or_default();
+            let catalog = self
+                .catalog
+                .clone()
+                .unwrap_or_else(|| Arc::new(crate::mdm::CatalogBuilder::new().build()));
+            self.detector = Some(detect::Detector::new(
+                a.detect,
+                inventory,
+                catalog,
+                self.mdm_events.clone(),
+                a.baselines,
+                a.evidence.is_some(),
+            ));
+            self.evidence = a.evidence.map(evidence::EvidenceWriter::new);
+        }
+        self
+    }
+
+    /// The baselines as they stand (to save after a replay).
+    pub fn baselines(&self) -> Option<&baseline::Baselines> {
+        self.detector.as_ref().map(detect::Detector::baselines)
+    }
+
+    fn write_alerts(
+        &mut self,
+        alerts: Vec<detect::AlertOut>,
+        sink: &mut Sink,
+    ) -> Result<(), SinkError> {
+        for a in alerts {
+            self.alert_records += 1;
+            if let Some(ev) = self.evidence.as_mut() {
+                ev.write(&a);
+            }
+            sink.write(&a.record)?;
+        }
+        Ok(())
+    }
+
+    /// The lifecycle events, sorted by `ts`.
+    pub fn mdm_events(&self) -> &[LifecycleEvent] {
+        &self.mdm_events
+    }
+
+    /// The app catalog, when one was loaded.
+    pub fn catalog(&self) -> Option<&Catalog> {
+        self.catalog.as_deref()
+    }
+
     pub fn handle(&mut self, obs: Observation, sink: &mut Sink) -> Result<(), SinkError> {
+        self.release_feed(obs.ts());
         match obs {
             Observation::Flow(f) => {
                 let mut ctx = FlowContext {
@@ -134,29 +231,42 @@ impl Correlator {
                     ctx.domain = Some(n.name.clone());
                     ctx.domain_source = Some("dns");
                 }
+                let id = self.identity.resolve(f.client_ip, f.client.mac, f.start_ns);
+                let alpn = f
+                    .app
+                    .client_hello
+                    .as_ref()
+                    .map_or(&[][..], |c| c.alpn.as_slice());
+                ctx.blind_spot = blind_spot::classify(&blind_spot::FlowFacts {
+                    proto: f.proto,
+                    server_ip: f.server_ip,
+                    server_port: f.server_port,
+                    name: ctx.domain.as_deref(),
+                    alpn,
+                });
+                if !f.interim {
+                    self.identity.count(&id, f.client_ip);
+                    if let Some(b) = ctx.blind_spot {
+                        self.count_blind_spot(&id, f.client_ip, b);
+                    }
+                }
+                let device = id.device_id.clone();
+                let method = id.method.as_str();
+                ctx.identity = Some(id);
                 self.flow_records += 1;
                 let mut record = flow_record(&f, &ctx);
                 let Some(det) = self.detector.as_mut() else {
                     return sink.write(&record);
                 };
-                // Device identity: the inventory device whose hardware Wi-Fi MAC sent the flow.
-                let device = f
-                    .client
-                    .mac
-                    .and_then(|m| det.inventory().by_wifi_mac(MacAddr(m)))
-                    .map(|d| d.id.clone());
                 let input = detect::FlowInput {
                     summary: &f,
                     domain: ctx.domain.as_deref(),
                     domain_source: ctx.domain_source,
                     device_id: device.as_deref(),
-                    identity_method: device.as_ref().map(|_| "wifi_mac"),
+                    identity_method: Some(method),
                 };
                 let (attribution, alerts) =
                     det.on_flow(&input, self.evidence.is_some().then_some(&record));
-                if let Some(d) = &device {
-                    put_path(&mut record, "device.id", json!(d));
-                }
                 if let Ok(app) = serde_json::to_value(&attribution) {
                     put_path(&mut record, "nightjar.app", app);
                 }
@@ -186,33 +296,38 @@ impl Correlator {
                     let alerts = det.advance(d.ts_ns);
                     self.write_alerts(alerts, sink)?;
                 }
+                self.identity.apply_dhcp(d.ts_ns, d.src_mac, &d.message);
+                Ok(())
+            }
+            Observation::Identity(e) => {
+                self.identity.apply_feed(&e);
                 Ok(())
             }
         }
     }
 
-    fn write_alerts(
-        &mut self,
-        alerts: Vec<detect::AlertOut>,
-        sink: &mut Sink,
-    ) -> Result<(), SinkError> {
-        for a in alerts {
-            self.alert_records += 1;
-            if let Some(ev) = self.evidence.as_mut() {
-                ev.write(&a);
-            }
-            sink.write(&a.record)?;
+    fn count_blind_spot(&mut self, id: &Identity, ip: std::net::IpAddr, b: BlindSpot) {
+        let key = match (&id.device_id, id.mac) {
+            (Some(d), _) => d.clone(),
+            (None, Some(m)) => crate::output::record::mac(&m),
+            (None, None) => ip.to_string(),
+        };
+        if !self.blind_spots.contains_key(&key) && self.blind_spots.len() >= MAX_BLIND_SPOT_DEVICES
+        {
+            self.blind_spots_untracked += 1;
+            return;
         }
-        Ok(())
-    }
-
-    /// The baselines as they stand (to save after a replay).
-    pub fn baselines(&self) -> Option<&baseline::Baselines> {
-        self.detector.as_ref().map(detect::Detector::baselines)
+        *self
+            .blind_spots
+            .entry(key)
+            .or_default()
+            .entry(b.as_str())
+            .or_default() += 1;
     }
 
     /// Writes the end-of-run `nightjar.stats` record.
     pub fn finish(&mut self, report: &ReplayReport, sink: &mut Sink) -> Result<(), SinkError> {
+        self.release_feed(u64::MAX);
         let mut analysis_stats = None;
         if let Some(det) = self.detector.as_mut() {
             let (alerts, records) = det.finish(report.data.last_ts_ns);
@@ -224,11 +339,10 @@ impl Correlator {
                 }
                 sink.write(&r)?;
             }
-            let det = self
+            analysis_stats = self
                 .detector
                 .as_ref()
                 .map(|d| (d.stats.clone(), d.attribution_stats().clone()));
-            analysis_stats = det;
         }
         let d = &report.data;
         let f = &report.flows;
@@ -246,6 +360,10 @@ impl Correlator {
             .collect();
         r.put("nightjar.stats.frames_by_linktype", by_lt);
         r.put("nightjar.stats.decode_anomalies", json!(d.decode_anomalies));
+        r.put(
+            "nightjar.stats.capture_anomalies",
+            json!(d.capture_anomalies),
+        );
         r.put("nightjar.stats.flows.created", f.created);
         r.put("nightjar.stats.flows.expired", f.expired);
         r.put("nightjar.stats.flows.evicted", f.evicted);
@@ -254,9 +372,15 @@ impl Correlator {
         r.put("nightjar.stats.flow_anomalies", json!(f.anomalies));
         r.put("nightjar.stats.ts_backwards", f.ts_backwards);
         r.put("nightjar.stats.unkeyed_packets", f.unkeyed_packets);
+        r.put("nightjar.stats.ip_reassembled", f.ip_reassembled);
         r.put("nightjar.stats.records.flow", self.flow_records);
         r.put("nightjar.stats.records.dns", self.dns_records);
         r.put("nightjar.stats.dhcp_messages", self.dhcp_messages);
+        r.put("nightjar.stats.mdm.events", self.mdm_events.len());
+        r.put(
+            "nightjar.stats.mdm.catalog_apps",
+            self.catalog.as_ref().map_or(0, |c| c.apps().len()),
+        );
         if let Some((ds, at)) = &analysis_stats {
             r.put("nightjar.stats.records.alert", self.alert_records);
             r.put("nightjar.stats.records.coverage", self.coverage_records);
@@ -268,6 +392,33 @@ impl Correlator {
         }
         r.put("nightjar.stats.dns_cache.entries", self.dns.len());
         r.put("nightjar.stats.dns_cache.evicted", self.dns.evicted);
+        let c = &self.identity.counters;
+        r.put("nightjar.stats.identity.feed_lines", c.feed_lines);
+        r.put("nightjar.stats.identity.feed_releases", c.feed_releases);
+        r.put("nightjar.stats.identity.dhcp_leases", c.dhcp_leases);
+        r.put("nightjar.stats.identity.dhcp_releases", c.dhcp_releases);
+        r.put("nightjar.stats.identity.dhcp_ignored", c.dhcp_ignored);
+        r.put(
+            "nightjar.stats.identity.flows_by_method",
+            json!(c.flows_by_method),
+        );
+        r.put("nightjar.stats.identity.unknown_flows", c.unknown_flows);
+        r.put(
+            "nightjar.stats.identity.unknown_untracked",
+            c.unknown_untracked,
+        );
+        r.put(
+            "nightjar.stats.identity.private_mac_flows",
+            c.private_mac_flows,
+        );
+        for (name, v) in self.identity.sizes() {
+            r.put(&format!("nightjar.stats.identity.{name}"), v);
+        }
+        r.put("nightjar.stats.blind_spots", json!(self.blind_spots));
+        r.put(
+            "nightjar.stats.blind_spots_untracked",
+            self.blind_spots_untracked,
+        );
         r.put("nightjar.stats.elapsed_seconds", secs);
         r.put(
             "nightjar.stats.packets_per_second",

@@ -58,7 +58,11 @@ pub(super) fn ipv4<'a>(data: &'a [u8], ctx: &mut Ctx) -> Result<Step<'a>, Decode
     let offset = u32::from(h.fragments_offset().byte_offset());
     let id = u32::from(h.identification());
     let fragment = if offset != 0 {
-        Fragment::Later { id, offset }
+        Fragment::Later {
+            id,
+            offset,
+            more: h.more_fragments(),
+        }
     } else if h.more_fragments() {
         Fragment::First { id }
     } else {
@@ -110,7 +114,11 @@ pub(super) fn ipv6<'a>(data: &'a [u8], ctx: &mut Ctx) -> Result<Step<'a>, Decode
             let id = f.identification();
             let offset = u32::from(f.fragment_offset().byte_offset());
             if offset != 0 {
-                fragment = Fragment::Later { id, offset };
+                fragment = Fragment::Later {
+                    id,
+                    offset,
+                    more: f.more_fragments(),
+                };
             } else if f.more_fragments() {
                 fragment = Fragment::First { id };
             }
@@ -143,6 +151,7 @@ fn transport<'a>(
         Step::Done(Inner {
             ip,
             fragment,
+            ip_payload: payload,
             l4,
             l4_payload_len: len32(l4_len),
             truncated: truncated || cut,

@@ -95,6 +95,17 @@ impl Default for EncapChain {
 }
 
 impl EncapChain {
+    /// The chain of an outer frame followed by the chain found inside it (after
+    /// IP reassembly, the reassembled packet is decoded on its own).
+    pub fn nested(outer: &EncapChain, inner: &EncapChain) -> EncapChain {
+        let mut c = *outer;
+        for e in inner.as_slice() {
+            c.push(*e);
+        }
+        c.overflow = c.overflow.saturating_add(inner.overflow);
+        c
+    }
+
     /// The recorded entries, outer first.
     pub fn as_slice(&self) -> &[Encap] {
         self.items.get(..usize::from(self.len)).unwrap_or_default()
@@ -127,7 +138,7 @@ impl EncapChain {
 }
 
 /// VLAN ids of the frame carrying the innermost packet, outer first.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Vlans {
     ids: [u16; MAX_VLANS],
     len: u8,
@@ -195,6 +206,8 @@ pub enum Fragment {
         id: u32,
         /// Offset of this fragment's data in bytes.
         offset: u32,
+        /// More fragments follow (false on the last one).
+        more: bool,
     },
 }
 
@@ -274,6 +287,9 @@ pub struct Packet<'a> {
     pub l4_payload_len: u32,
     /// The capture ends before the IP length says (snap length).
     pub truncated: bool,
+    /// The captured bytes after the innermost IP header and its extension headers
+    /// (what a fragment carries, for reassembly).
+    pub ip_payload: &'a [u8],
 }
 
 /// The header in which a frame ended too early.
@@ -408,6 +424,7 @@ enum Step<'a> {
 struct Inner<'a> {
     ip: IpInfo,
     fragment: Fragment,
+    ip_payload: &'a [u8],
     l4: L4<'a>,
     l4_payload_len: u32,
     truncated: bool,
@@ -474,6 +491,7 @@ pub fn decode(linktype: LinkType, data: &[u8]) -> Result<Packet<'_>, DecodeError
                     l4: inner.l4,
                     l4_payload_len: inner.l4_payload_len,
                     truncated: inner.truncated,
+                    ip_payload: inner.ip_payload,
                 })
             }
         }

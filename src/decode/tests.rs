@@ -149,7 +149,14 @@ fn ipv6_with_extension_headers_and_fragments() {
     assert!(matches!(p.l4, L4::Tcp(_)));
     let later = cat(&[&[6, 0, 0, 0x10, 0, 0, 0, 9], b"data"]);
     let p = d(LinkType::IPV6, &ipv6(a, b, 44, &later)).unwrap();
-    assert_eq!(p.fragment, Fragment::Later { id: 9, offset: 16 });
+    assert_eq!(
+        p.fragment,
+        Fragment::Later {
+            id: 9,
+            offset: 16,
+            more: false
+        }
+    );
     assert!(matches!(
         p.l4,
         L4::Other {
@@ -168,7 +175,8 @@ fn ipv4_fragments_tso_and_truncation() {
         p.fragment,
         Fragment::Later {
             id: 0x1234,
-            offset: 24
+            offset: 24,
+            more: true
         }
     );
     // TSO: total length 0 → captured length, flagged.

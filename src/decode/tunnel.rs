@@ -130,9 +130,10 @@ pub(super) fn udp<'a>(
     } else if dst_port == UDP_PORT_GRE {
         gre(payload, ctx).map(Some)
     } else if either(UDP_PORT_TEREDO) {
-        Ok(teredo(payload, ctx))
+        Ok(teredo(payload, ctx, false))
     } else {
-        Ok(None)
+        // Teredo relays use any port: recognised by content alone, strictly.
+        Ok(teredo(payload, ctx, true))
     }
 }
 
@@ -192,7 +193,10 @@ fn gtp_u<'a>(data: &'a [u8], ctx: &mut Ctx) -> Result<Option<Step<'a>>, DecodeEr
 }
 
 /// Teredo: optional authentication and origin indicators, then an IPv6 packet.
-fn teredo<'a>(data: &'a [u8], ctx: &mut Ctx) -> Option<Step<'a>> {
+/// Off the Teredo port (`strict`), the IPv6 header must account for every byte
+/// of the datagram and one address must be Teredo (2001::/32) or link-local,
+/// so ordinary UDP payloads are not mistaken for tunnels.
+fn teredo<'a>(data: &'a [u8], ctx: &mut Ctx, strict: bool) -> Option<Step<'a>> {
     let mut rest = data;
     if be16(rest, 0) == Some(0x0001) {
         let id_len = usize::from(*rest.get(2)?);
@@ -205,6 +209,17 @@ fn teredo<'a>(data: &'a [u8], ctx: &mut Ctx) -> Option<Step<'a>> {
     }
     if rest.len() < 40 || rest.first().map(|b| b >> 4) != Some(6) {
         return None;
+    }
+    if strict {
+        let exact = be16(rest, 4).map(usize::from) == Some(rest.len() - 40);
+        let teredo_or_link_local = |a: &[u8]| {
+            a.starts_with(&[0x20, 0x01, 0x00, 0x00]) || (a[0] == 0xfe && a[1] & 0xc0 == 0x80)
+        };
+        let addrs = rest.get(8..24).zip(rest.get(24..40));
+        if !exact || !addrs.is_some_and(|(s, d)| teredo_or_link_local(s) || teredo_or_link_local(d))
+        {
+            return None;
+        }
     }
     ctx.encap.push(Encap::Teredo);
     Some(Step::Next(Next::Ipv6, rest))

@@ -13,7 +13,7 @@
 //! packets before giving up, [`DNS_TCP_BYTES`] per DNS-over-TCP direction.
 
 use super::key::{FlowKey, Side};
-use super::reassembly::{tcp_clip, StreamReassembler, HANDSHAKE_BYTES_SERVER};
+use super::reassembly::{tcp_clip, tcp_offset, StreamReassembler, HANDSHAKE_BYTES_SERVER};
 use super::stats::FlowStats;
 use crate::observation::{DhcpObservation, DnsObservation, Observation};
 use crate::proto::quic::{self, CryptoFrame, InitialKeys, PacketKind, QuicVersion};
@@ -31,6 +31,8 @@ pub const MAX_PROBE_PACKETS: u32 = 16;
 /// Bytes of a QUIC CRYPTO stream kept per direction (ClientHello, or
 /// ServerHello: the server's certificate travels in Handshake packets).
 pub const QUIC_CRYPTO_BYTES: usize = 16 * 1024;
+/// Smallest UDP payload carrying a client Initial (RFC 9000 §14.1).
+const QUIC_MIN_CLIENT_DATAGRAM: usize = 1200;
 /// Bytes of a DTLS client's first datagrams kept to join a fragmented ClientHello.
 pub const DTLS_CLIENT_BYTES: usize = 16 * 1024;
 /// Bytes of a DNS-over-TCP stream parsed per direction.
@@ -160,9 +162,10 @@ impl Inspector {
         let started = match &self.state {
             State::Tls(t) => {
                 self.summary.client_hello.is_none()
-                    && t.dirs
-                        .iter()
-                        .any(|d| d.mode == DirMode::Hello && d.buf.contiguous().get(5) == Some(&1))
+                    && t.dirs.iter().any(|d| {
+                        d.mode == DirMode::Hello
+                            && first_handshake_type(d.buf.contiguous()) == Some(1)
+                    })
             }
             State::Quic(q) => {
                 !q.done[q.client.index()] && !q.crypto[q.client.index()].contiguous().is_empty()
@@ -183,19 +186,24 @@ pub fn looks_like_client_hello(proto: u8, payload: &[u8]) -> bool {
     }
 }
 
-/// A DTLS handshake record (version 1.0/1.2/1.3) carrying a ClientHello.
+/// A DTLS handshake record (version 1.0/1.2/1.3, or OpenSSL's pre-standard 0x0100)
+/// carrying a ClientHello.
 fn looks_like_dtls_client_hello(p: &[u8]) -> bool {
-    matches!(p, [22, 0xfe, 0xff | 0xfd | 0xfc, ..]) && p.get(13) == Some(&1)
+    matches!(p, [22, 0xfe, 0xff | 0xfd | 0xfc, ..] | [22, 0x01, 0x00, ..]) && p.get(13) == Some(&1)
 }
 
 /// The version and DCID of a datagram's first packet if it is a client Initial of a known version.
 fn quic_client_initial(payload: &[u8]) -> Option<(QuicVersion, &[u8])> {
-    if !quic::is_quic_long_header(payload) {
-        return None;
-    }
     let h = quic::parse_long_headers(payload).next()?.ok()?;
-    (h.kind == PacketKind::Initial && h.version.is_known() && h.dcid.len() >= 8)
-        .then_some((h.version, h.dcid))
+    // Only clients send Initial and 0-RTT packets (0-RTT may arrive first when
+    // packets are reordered); an unknown version (e.g. one that forces version
+    // negotiation) counts when the datagram has a client Initial's 1,200-byte padding.
+    let client_kind = match h.kind {
+        PacketKind::Initial | PacketKind::ZeroRtt => h.version.is_known(),
+        PacketKind::UnknownVersion => payload.len() >= QUIC_MIN_CLIENT_DATAGRAM,
+        _ => false,
+    };
+    (client_kind && h.dcid.len() >= 8).then_some((h.version, h.dcid))
 }
 
 /// Handles one packet of a flow. `isn` are the TCP initial sequence numbers seen, per side.
@@ -370,9 +378,23 @@ impl TlsState {
     }
 }
 
-/// A TLS handshake record header: content type 22, version 3.0 to 3.4.
+/// A TLS handshake (22) or alert (21) record header, version 3.0 to 3.4: what a
+/// handshake direction starts with (a server may send a warning alert first).
 fn tls_record_start(b: &[u8]) -> bool {
-    matches!(b, [22, 3, 0..=4, ..])
+    matches!(b, [21 | 22, 3, 0..=4, ..])
+}
+
+/// The type of the first handshake message, past any leading alert records.
+fn first_handshake_type(buf: &[u8]) -> Option<u8> {
+    let mut pos = 0usize;
+    loop {
+        let header = buf.get(pos..pos + 5)?;
+        match header[0] {
+            22 => return buf.get(pos + 5).copied(),
+            21 => pos += 5 + usize::from(u16::from_be_bytes([header[3], header[4]])),
+            _ => return None,
+        }
+    }
 }
 
 /// Feeds one TCP segment; true when nothing more is to be learned.
@@ -395,9 +417,19 @@ fn tls_packet(
     let dir = &mut t.dirs[i];
     match dir.mode {
         DirMode::Start => {
+            // From the ISN, unless the first data lies outside the handshake window
+            // from it (a repeated SYN-ACK with another ISN): then from this segment.
             let base = *dir
                 .base
-                .get_or_insert_with(|| isn[i].map_or(seq, |s| s.wrapping_add(1)));
+                .get_or_insert_with(|| match isn[i].map(|s| s.wrapping_add(1)) {
+                    Some(b)
+                        if tcp_offset(b, seq)
+                            .is_some_and(|off| off < HANDSHAKE_BYTES_SERVER as u64) =>
+                    {
+                        b
+                    }
+                    _ => seq,
+                });
             if let Some((off, data)) = tcp_clip(base, seq, pkt.payload) {
                 dir.buf.insert(off, data);
             }
@@ -435,7 +467,7 @@ fn tls_packet(
         .all(|d| matches!(d.mode, DirMode::Start | DirMode::Probe | DirMode::Done));
     if !finished && t.packets >= MAX_HANDSHAKE_PACKETS {
         for d in &t.dirs {
-            if d.mode == DirMode::Hello && d.buf.contiguous().get(5) == Some(&1) {
+            if d.mode == DirMode::Hello && first_handshake_type(d.buf.contiguous()) == Some(1) {
                 summary.tls_truncated = true;
                 stats.anomaly("tls_client_hello_truncated");
             }
@@ -455,7 +487,7 @@ fn scan_tls_dir(
 ) {
     let stuck = dir.buf.is_full() || dir.buf.overflowed() || dir.buf.range_limit_hit();
     let buf = dir.buf.contiguous();
-    match buf.get(5) {
+    match first_handshake_type(buf) {
         // A ClientHello: this side is the client.
         Some(1) => {
             outcome.client_is = Some(side);
@@ -526,7 +558,13 @@ fn quic_packet(
         PacketKind::VersionNegotiation => qs.version_negotiation = true,
         _ => {}
     }
-    if from_client && first.kind == PacketKind::Initial {
+    if from_client && first.kind == PacketKind::Initial && first.version.is_known() {
+        // Keys come from the first Initial of a known version (after version
+        // negotiation, the client's Initial in the version the server accepts).
+        if q.keys.is_none() {
+            q.version = first.version;
+            qs.version = first.version.0;
+        }
         let rekey = q.keys.is_none() || q.retry_scid.as_deref() == Some(first.dcid);
         if rekey {
             if q.retry_scid.as_deref() == Some(first.dcid) {

@@ -17,6 +17,7 @@
 //!   workers share the traffic); sweeps only emit idle flows early.
 
 pub mod community_id;
+pub mod defrag;
 pub mod inspect;
 pub mod key;
 pub mod profile;
@@ -27,3 +28,5 @@ mod table;
 pub use key::{FlowKey, Side};
 pub use stats::FlowStats;
 pub use table::{ports, vlan_pair, FlowConfig, Shard};
+#[cfg(test)]
+mod tests;

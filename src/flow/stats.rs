@@ -16,8 +16,11 @@ pub struct FlowStats {
     pub peak_active: u64,
     /// Packets whose timestamp went backwards (packet time is kept monotonic).
     pub ts_backwards: u64,
-    /// Packets that belong to no flow (non-first IP fragments).
+    /// Packets that belong to no flow (fragments of datagrams never completed are
+    /// counted under the `defrag_*` anomalies instead).
     pub unkeyed_packets: u64,
+    /// IP datagrams rebuilt from fragments (each counted once in its flow).
+    pub ip_reassembled: u64,
     /// Handshake and application-layer anomalies, by reason.
     pub anomalies: BTreeMap<&'static str, u64>,
 }
@@ -35,6 +38,7 @@ impl FlowStats {
         self.peak_active += o.peak_active;
         self.ts_backwards += o.ts_backwards;
         self.unkeyed_packets += o.unkeyed_packets;
+        self.ip_reassembled += o.ip_reassembled;
         for (k, v) in &o.anomalies {
             *self.anomalies.entry(k).or_insert(0) += v;
         }

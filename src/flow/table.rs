@@ -6,11 +6,13 @@
 //! re-queued behind, so every step of a sweep is O(1) amortized.
 
 use super::community_id::{community_id, DEFAULT_SEED};
+use super::defrag::Defrag;
 use super::inspect::{self, Inspector};
 use super::key::{FlowKey, Side};
 use super::profile::ProfileState;
 use super::stats::FlowStats;
-use crate::decode::{Encap, Fragment, Packet, Vlans, L4};
+use crate::capture::LinkType;
+use crate::decode::{decode, Encap, EncapChain, Fragment, Packet, Vlans, L4};
 use crate::observation::{ClientReason, DirectionStats, FlowSummary, Observation, Termination};
 use std::collections::{HashMap, VecDeque};
 
@@ -114,6 +116,7 @@ pub struct Shard {
     slots: Vec<Slot>,
     free: Vec<u32>,
     queues: [VecDeque<QueueEntry>; CLASSES],
+    defrag: Defrag,
     now_ns: u64,
     next_sweep_ns: u64,
     pub stats: FlowStats,
@@ -187,6 +190,7 @@ impl Shard {
             slots: Vec::new(),
             free: Vec::new(),
             queues: Default::default(),
+            defrag: Defrag::default(),
             now_ns: 0,
             next_sweep_ns: 0,
             stats: FlowStats::default(),
@@ -211,6 +215,20 @@ impl Shard {
         }
     }
 
+    /// Advances the shard clock to `now_ns` without a packet and sweeps idle
+    /// flows (live capture on a quiet link: time still passes). A clock older
+    /// than the shard's is ignored, so packet time stays monotonic.
+    pub fn advance(&mut self, now_ns: u64, out: &mut Vec<Observation>) {
+        if now_ns <= self.now_ns {
+            return;
+        }
+        self.now_ns = now_ns;
+        if now_ns >= self.next_sweep_ns {
+            self.sweep(out);
+            self.next_sweep_ns = now_ns.saturating_add(SWEEP_INTERVAL_NS);
+        }
+    }
+
     /// Processes one decoded packet at packet time `ts_ns`; finished flows and
     /// other observations are pushed to `out`.
     pub fn process(&mut self, ts_ns: u64, pkt: &Packet<'_>, out: &mut Vec<Observation>) {
@@ -225,6 +243,35 @@ impl Shard {
             self.next_sweep_ns = clock.saturating_add(SWEEP_INTERVAL_NS);
         }
 
+        if pkt.fragment != Fragment::None {
+            // Fragments are held until their datagram is whole, then counted once.
+            if let Some(whole) = self.defrag.insert(ts_ns, pkt, &mut self.stats) {
+                match decode(LinkType::RAW, &whole.bytes) {
+                    Ok(mut inner) => {
+                        if inner.vlans.as_slice().is_empty() {
+                            inner.vlans = whole.vlans;
+                        }
+                        inner.src_mac = inner.src_mac.or(whole.src_mac);
+                        inner.dst_mac = inner.dst_mac.or(whole.dst_mac);
+                        inner.encap = EncapChain::nested(&whole.encap, &inner.encap);
+                        self.process_packet(ts_ns, &inner, whole.fragments, out);
+                    }
+                    Err(e) => self.stats.anomaly(e.reason()),
+                }
+            }
+            return;
+        }
+        self.process_packet(ts_ns, pkt, 0, out);
+    }
+
+    /// Accounts one whole packet (`fragments`: how many fragments it was rebuilt from).
+    fn process_packet(
+        &mut self,
+        ts_ns: u64,
+        pkt: &Packet<'_>,
+        fragments: u32,
+        out: &mut Vec<Observation>,
+    ) {
         // The flow's own times are the packet's; the shard clock only drives sweeps.
         let now = ts_ns;
         let (sport, dport, tcp_flags, seq, payload) = match pkt.l4 {
@@ -236,11 +283,6 @@ impl Shard {
             } => (src_port, dst_port, 0, 0, payload),
             L4::Other { payload, .. } => (0, 0, 0, 0, payload),
         };
-        if let Fragment::Later { .. } = pkt.fragment {
-            // A non-first fragment carries no ports: it cannot be keyed to a flow.
-            self.stats.unkeyed_packets += 1;
-            return;
-        }
         let (key, side) = FlowKey::new(
             pkt.ip.src,
             sport,
@@ -288,7 +330,7 @@ impl Shard {
         d.last_ns = d.last_ns.max(now);
         flow.last_ns = flow.last_ns.max(now);
         flow.truncated_packets += u64::from(pkt.truncated);
-        flow.fragments += u64::from(matches!(pkt.fragment, Fragment::First { .. }));
+        flow.fragments += u64::from(fragments);
         flow.profile
             .update(now, pkt.l4_payload_len, side == flow.client, burst_gap);
 
@@ -464,6 +506,7 @@ impl Shard {
     /// Emits flows whose idle timeout has passed.
     fn sweep(&mut self, out: &mut Vec<Observation>) {
         let now = self.now_ns;
+        self.defrag.expire(now, &mut self.stats);
         for class in 0..CLASSES {
             while let Some(e) = self.queues[class].pop_front() {
                 let Some(flow) = self.entry_flow(&e, class) else {

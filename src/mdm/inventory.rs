@@ -8,50 +8,101 @@
 
 use super::events::derive_event_id;
 use super::model::validate_bundle_id;
-use super::time::parse_rfc3339;
+use super::time::{format_rfc3339, parse_rfc3339};
 use super::{
     json_error, read_text, Confidence, Device, EventKind, InstalledApp, Inventory, LifecycleEvent,
     MacAddr, MdmError, Ownership,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawInventory {
     devices: Vec<RawDevice>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawDevice {
     id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     udid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     serial: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     mdm_ids: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     wifi_mac: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     os_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     supervised: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     ownership: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     groups: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<String>,
     #[serde(default)]
     apps: Vec<RawApp>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawApp {
     bundle_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     version: Option<String>,
     #[serde(default)]
     managed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     first_seen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     last_seen: Option<String>,
+}
+
+/// The inventory in the `--inventory` JSON format (pretty-printed, devices sorted by
+/// id, apps by bundle id). [`parse_inventory`] reads it back to an equal inventory.
+pub fn inventory_to_json(inv: &Inventory) -> String {
+    let devices = inv
+        .devices()
+        .iter()
+        .map(|d| RawDevice {
+            id: d.id.clone(),
+            udid: d.udid.clone(),
+            serial: d.serial.clone(),
+            mdm_ids: d.mdm_ids.clone(),
+            wifi_mac: d.wifi_mac.map(|m| m.to_string()),
+            model: d.model.clone(),
+            os_version: d.os_version.clone(),
+            supervised: d.supervised,
+            ownership: match d.ownership {
+                Ownership::Unknown => None,
+                o => Some(o.as_str().to_string()),
+            },
+            groups: d.groups.clone(),
+            user: d.user.clone(),
+            apps: inv
+                .apps(&d.id)
+                .iter()
+                .map(|a| RawApp {
+                    bundle_id: a.bundle_id.clone(),
+                    version: a.version.clone(),
+                    managed: a.managed,
+                    first_seen: a.first_seen.map(format_rfc3339),
+                    last_seen: a.last_seen.map(format_rfc3339),
+                })
+                .collect(),
+        })
+        .collect();
+    // A struct of strings, bools and maps of strings always serializes.
+    let mut text = serde_json::to_string_pretty(&RawInventory { devices }).unwrap_or_default();
+    text.push('\n');
+    text
 }
 
 /// Loads an inventory JSON file.
@@ -354,6 +405,23 @@ mod tests {
             );
             let _ = parse_inventory(&text, "p");
         }
+    }
+
+    #[test]
+    fn serializer_round_trips() {
+        let a = inv(INV);
+        let text = inventory_to_json(&a);
+        let b = inv(&text);
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.devices(), b.devices());
+        for d in a.devices() {
+            assert_eq!(a.apps(&d.id), b.apps(&d.id));
+        }
+        assert_eq!(text, inventory_to_json(&b));
+        assert_eq!(
+            inventory_to_json(&Inventory::default()),
+            "{\n  \"devices\": []\n}\n"
+        );
     }
 
     #[test]

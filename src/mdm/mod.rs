@@ -3,7 +3,8 @@
 //! Owns: devices and their installed apps ([`Inventory`]), app posture and domains
 //! ([`Catalog`], [`AppProfile`]), lifecycle events ([`LifecycleEvent`]), the inventory
 //! diff that derives events, the file loaders (`--inventory`, `--events`, `--catalog`)
-//! and the importers (App Privacy Report, Info.plist + entitlements).
+//! and the importers (App Privacy Report, Info.plist + entitlements); [`adapter`] pulls
+//! the same model from vendor APIs and webhooks.
 //!
 //! Invariants:
 //! - Everything here is built from untrusted files (or, later, vendor API adapters that
@@ -15,6 +16,7 @@
 //!   the file and the line (or JSON path), never a panic.
 //! - Time is nanoseconds since the Unix epoch (`u64`), passed in, never read from a clock.
 
+pub mod adapter;
 mod catalog;
 mod events;
 mod import;
@@ -35,7 +37,7 @@ pub use import::{
     import_privacy_report, profile_from_plists, PrivacyReport, PrivacyReportOptions,
     PrivacyReportStats,
 };
-pub use inventory::{diff, load_inventory, parse_inventory};
+pub use inventory::{diff, inventory_to_json, load_inventory, parse_inventory};
 pub use model::{
     Device, Fingerprint, InstalledApp, Inventory, MacAddr, Ownership, MAX_BUNDLE_ID_LEN,
 };

@@ -2,6 +2,7 @@
 //! schema (docs/schema.md): `nightjar.flow`, `nightjar.dns`, `nightjar.stats`.
 
 use super::record::{mac, tcp_flags, transport_name, ts, Record};
+use crate::correlate::identity::Identity;
 use crate::correlate::FlowContext;
 use crate::flow::inspect::AppSummary;
 use crate::observation::{DnsObservation, FlowSummary};
@@ -50,6 +51,12 @@ pub fn flow_record(f: &FlowSummary, ctx: &FlowContext) -> Value {
         r.put(&format!("{side}.bytes"), d.ip_bytes);
     }
     r.put_opt("destination.domain", ctx.domain.clone());
+    if let Some(id) = &ctx.identity {
+        put_identity(&mut r, id);
+    }
+    if let Some(b) = ctx.blind_spot {
+        r.put("nightjar.flow.blind_spot", b.as_str());
+    }
 
     r.put("network.transport", transport_name(f.proto));
     r.put(
@@ -109,6 +116,37 @@ pub fn flow_record(f: &FlowSummary, ctx: &FlowContext) -> Value {
     }
     put_app(&mut r, &f.app);
     r.into_value()
+}
+
+/// `device.id`, `nightjar.device.*` and `user.name` from the client's identity.
+fn put_identity(r: &mut Record, id: &Identity) {
+    r.put_opt("device.id", id.device_id.clone());
+    r.put("nightjar.device.identity.method", id.method.as_str());
+    r.put(
+        "nightjar.device.identity.confidence",
+        id.confidence.as_str(),
+    );
+    r.put("nightjar.device.identity.matched_on", json!(id.matched_on));
+    r.put_opt("nightjar.device.identity.mac", id.mac.as_ref().map(mac));
+    if id.private_mac {
+        r.put("nightjar.device.identity.private_mac", true);
+    }
+    r.put_opt(
+        "nightjar.device.identity.feed_source",
+        id.feed_source.clone(),
+    );
+    r.put_opt("user.name", id.user.clone());
+    if let Some(d) = &id.dhcp {
+        r.put_opt("nightjar.device.dhcp.hostname", d.hostname.clone());
+        r.put_opt("nightjar.device.dhcp.vendor_class", d.vendor_class.clone());
+        if !d.parameter_request_list.is_empty() {
+            r.put(
+                "nightjar.device.dhcp.parameter_request_list",
+                json!(d.parameter_request_list),
+            );
+        }
+        r.put_opt("nightjar.device.dhcp.client_id", d.client_id.clone());
+    }
 }
 
 fn put_app(r: &mut Record, app: &AppSummary) {

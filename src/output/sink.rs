@@ -2,8 +2,12 @@
 //!
 //! Lines are serialized into an in-memory buffer and written whole, so the
 //! output holds only complete lines: a reader never sees a partial record.
-//! Files are opened for append and never truncated; [`Sink::reopen`] starts
+//! Files are opened for append and never truncated, except that a write which
+//! fails part way is cut back to the last complete line; [`Sink::reopen`] starts
 //! writing to a fresh file at the same path (after logrotate moved the old one).
+//! A channel sink ([`Sink::channel`]) hands each flushed buffer of whole lines to
+//! another thread (the daemon's output thread), which appends them with
+//! [`Sink::write_lines`].
 
 use serde_json::Value;
 use std::fs::{File, OpenOptions};
@@ -25,6 +29,7 @@ pub enum SinkError {
 enum Target {
     Stdout(io::Stdout),
     File { path: PathBuf, file: File },
+    Channel(crossbeam_channel::Sender<Vec<u8>>),
 }
 
 pub struct Sink {
@@ -55,6 +60,27 @@ impl Sink {
         })
     }
 
+    /// A sink whose flushes send the buffered lines to `tx` (blocking while
+    /// the channel is full: the receiver is the output thread, not capture).
+    pub fn channel(tx: crossbeam_channel::Sender<Vec<u8>>) -> Sink {
+        Sink {
+            target: Target::Channel(tx),
+            buf: Vec::with_capacity(SINK_BUFFER_BYTES * 2),
+            records: 0,
+        }
+    }
+
+    /// Appends complete lines (each ending in `\n`) written elsewhere, e.g.
+    /// by a channel sink; counts them as records.
+    pub fn write_lines(&mut self, lines: &[u8]) -> Result<(), SinkError> {
+        self.records += lines.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.buf.extend_from_slice(lines);
+        if self.buf.len() >= SINK_BUFFER_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     pub fn write(&mut self, record: &Value) -> Result<(), SinkError> {
         // Serializing a Value into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut self.buf, record);
@@ -75,7 +101,13 @@ impl Sink {
                 let mut lock = out.lock();
                 lock.write_all(&self.buf).and_then(|_| lock.flush())
             }
-            Target::File { file, .. } => file.write_all(&self.buf),
+            Target::File { file, .. } => write_whole(file, &self.buf),
+            Target::Channel(tx) => {
+                let lines = std::mem::replace(&mut self.buf, Vec::with_capacity(SINK_BUFFER_BYTES));
+                tx.send(lines).map_err(|_| {
+                    io::Error::new(io::ErrorKind::BrokenPipe, "output thread has stopped")
+                })
+            }
         };
         self.buf.clear();
         res.map_err(|source| SinkError::Write {
@@ -96,9 +128,21 @@ impl Sink {
     fn path_name(&self) -> String {
         match &self.target {
             Target::Stdout(_) => "stdout".into(),
+            Target::Channel(_) => "output channel".into(),
             Target::File { path, .. } => path.display().to_string(),
         }
     }
+}
+
+/// Appends `buf` (whole lines) to `file`, or nothing: when the write fails part
+/// way (disk full, quota, I/O error), the file is cut back to its length before
+/// the write, so it never ends in a partial line.
+fn write_whole(file: &mut File, buf: &[u8]) -> io::Result<()> {
+    let before = file.metadata()?.len();
+    file.write_all(buf).inspect_err(|_| {
+        // Best effort: if even this fails, the write error is still reported.
+        let _ = file.set_len(before);
+    })
 }
 
 fn open_append(path: &Path) -> Result<File, SinkError> {

@@ -2,5 +2,7 @@
 //! output. No protocol logic lives here.
 
 pub mod check;
+pub mod live;
+pub mod merge;
 pub mod replay;
 pub mod stats;

@@ -10,6 +10,7 @@
 //! the same as with one worker. Replay applies backpressure instead of
 //! dropping: every frame of the input is processed.
 
+use super::merge::{Merger, ShardMsg};
 use super::stats::DataPlaneStats;
 use crate::capture::{open_path, CaptureError, Frame};
 use crate::correlate::Correlator;
@@ -18,7 +19,6 @@ use crate::flow::{ports, vlan_pair, FlowConfig, FlowKey, FlowStats, Shard};
 use crate::observation::{Observation, Termination};
 use crate::output::{Sink, SinkError};
 use crossbeam_channel::{bounded, Receiver, Sender};
-use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -148,10 +148,12 @@ fn read_inputs(
                 Ok(None) => break,
                 Err(e) => {
                     progress.done();
+                    data.capture(reader.stats());
                     return Some(format!("{name}: {e}"));
                 }
             }
         }
+        data.capture(reader.stats());
     }
     progress.done();
     None
@@ -200,14 +202,6 @@ struct Batch {
     bytes: Vec<u8>,
     /// (timestamp ns, link type, start, end) into `bytes`.
     frames: Vec<(u64, u16, u32, u32)>,
-}
-
-struct ShardMsg {
-    shard: usize,
-    obs: Vec<Observation>,
-    /// The shard's packet time: it will emit nothing older.
-    watermark: u64,
-    done: bool,
 }
 
 fn replay_sharded(
@@ -356,45 +350,17 @@ fn merge_observations(
     correlator: &mut Correlator,
     sink: &mut Sink,
 ) -> Result<(), ReplayError> {
-    let mut queues: Vec<VecDeque<Observation>> = (0..n).map(|_| VecDeque::new()).collect();
-    let mut watermarks = vec![0u64; n];
-    let mut done = vec![false; n];
-    let mut end_of_input = false;
+    let mut merger = Merger::new(n);
     loop {
-        match rx.recv() {
+        let end_of_input = match rx.recv() {
             Ok(msg) => {
-                queues[msg.shard].extend(msg.obs);
-                watermarks[msg.shard] = msg.watermark;
-                done[msg.shard] = msg.done;
+                merger.push(msg);
+                false
             }
-            Err(_) => end_of_input = true,
-        }
-        // Flushed flows at end of input all carry the last packet time: wait for every shard.
-        let all_done = end_of_input || done.iter().all(|&d| d);
-        let limit = if all_done {
-            u64::MAX
-        } else {
-            (0..n)
-                .filter(|&i| !done[i])
-                .map(|i| watermarks[i])
-                .min()
-                .unwrap_or(u64::MAX)
-                .saturating_sub(1)
+            Err(_) => true,
         };
-        loop {
-            let next = (0..n)
-                .filter_map(|i| queues[i].front().map(|o| (o.ts(), i)))
-                .min();
-            match next {
-                Some((ts, i)) if ts <= limit => {
-                    if let Some(o) = queues[i].pop_front() {
-                        correlator.handle(o, sink)?;
-                    }
-                }
-                _ => break,
-            }
-        }
-        if all_done {
+        merger.release(end_of_input, |o| correlator.handle(o, sink))?;
+        if end_of_input || merger.all_done() {
             return Ok(());
         }
     }

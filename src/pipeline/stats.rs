@@ -1,6 +1,6 @@
 //! Data-plane counters of a run: what was read and what could not be decoded.
 
-use crate::capture::LinkType;
+use crate::capture::{CaptureStats, LinkType};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, Default)]
@@ -15,6 +15,8 @@ pub struct DataPlaneStats {
     pub decode_anomalies: BTreeMap<&'static str, u64>,
     /// Frames with fewer bytes captured than were on the wire.
     pub snapped_frames: u64,
+    /// Oddities the capture reader tolerated in the input files, by reason.
+    pub capture_anomalies: BTreeMap<&'static str, u64>,
     /// Newest packet timestamp seen (ns): the stats record's time.
     pub last_ts_ns: u64,
 }
@@ -35,6 +37,26 @@ impl DataPlaneStats {
         *self.decode_anomalies.entry(reason).or_insert(0) += 1;
     }
 
+    /// Adds the tolerated oddities of one input file (its reader's counters).
+    pub fn capture(&mut self, st: &CaptureStats) {
+        let sb = &st.skipped_blocks;
+        for (reason, n) in [
+            ("ts_backwards", st.ts_backwards),
+            ("caplen_over_snaplen", st.caplen_over_snaplen),
+            ("caplen_over_orig_len", st.caplen_over_orig_len),
+            ("unknown_interface", st.unknown_interface),
+            ("interfaces_over_limit", st.interfaces_over_limit),
+            ("malformed_blocks", st.malformed_blocks),
+            ("bad_block_trailer", st.bad_block_trailer),
+            ("bad_options", st.bad_options),
+            ("unknown_blocks", sb.custom + sb.other),
+        ] {
+            if n > 0 {
+                *self.capture_anomalies.entry(reason).or_insert(0) += n;
+            }
+        }
+    }
+
     pub fn merge(&mut self, o: &DataPlaneStats) {
         self.frames += o.frames;
         self.captured_bytes += o.captured_bytes;
@@ -46,6 +68,9 @@ impl DataPlaneStats {
         }
         for (k, v) in &o.decode_anomalies {
             *self.decode_anomalies.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in &o.capture_anomalies {
+            *self.capture_anomalies.entry(k).or_insert(0) += v;
         }
     }
 }

@@ -75,3 +75,4 @@ pub fn sorted_flows(recs: &[Value]) -> Vec<String> {
     v.sort();
     v
 }
+pub mod pcap;

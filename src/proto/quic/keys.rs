@@ -162,6 +162,19 @@ impl DirectionKeys {
         self.hp.new_mask(sample).ok()
     }
 
+    /// Encrypts `in_out` in place and appends the tag (test support: building Initials).
+    #[cfg(test)]
+    pub(super) fn seal(&self, pn: u64, aad: &[u8], in_out: &mut Vec<u8>) {
+        let mut nonce = self.iv;
+        for (n, p) in nonce.iter_mut().skip(IV_LEN - 8).zip(pn.to_be_bytes()) {
+            *n ^= p;
+        }
+        let nonce = aead::Nonce::assume_unique_for_key(nonce);
+        self.key
+            .seal_in_place_append_tag(nonce, aead::Aad::from(aad), in_out)
+            .expect("sealing a test packet");
+    }
+
     /// Decrypts `in_out` (ciphertext then tag) in place with nonce = iv XOR pn;
     /// returns the plaintext, or `None` when the tag does not verify.
     pub(super) fn open<'b>(

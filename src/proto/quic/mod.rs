@@ -137,3 +137,34 @@ impl QuicError {
         }
     }
 }
+
+/// Builds a protected QUIC v1 client Initial carrying `frames` (plaintext frame
+/// bytes, padded to 1,200 bytes), with a 4-byte packet number: test support for
+/// the flow stage's multi-packet ClientHello tests.
+#[cfg(test)]
+pub fn seal_client_initial(dcid: &[u8], pn: u32, frames: &[u8]) -> Vec<u8> {
+    let keys = InitialKeys::derive(QuicVersion(1), dcid).expect("v1 keys");
+    let mut payload = frames.to_vec();
+    let pad = 1200usize.saturating_sub(payload.len() + 64);
+    payload.resize(payload.len() + pad, 0);
+    let mut header = vec![0xc3];
+    header.extend_from_slice(&1u32.to_be_bytes());
+    header.push(dcid.len() as u8);
+    header.extend_from_slice(dcid);
+    header.extend_from_slice(&[0, 0]); // no SCID, no token
+    let length = (4 + payload.len() + 16) as u16;
+    header.extend_from_slice(&(0x4000 | length).to_be_bytes());
+    let pn_offset = header.len();
+    header.extend_from_slice(&pn.to_be_bytes());
+    let dir = keys.direction(true);
+    dir.seal(u64::from(pn), &header, &mut payload);
+    let mut packet = header;
+    packet.extend_from_slice(&payload);
+    let sample = packet[pn_offset + 4..pn_offset + 20].to_vec();
+    let mask = dir.header_mask(&sample).expect("mask");
+    packet[0] ^= mask[0] & 0x0f;
+    for i in 0..4 {
+        packet[pn_offset + i] ^= mask[1 + i];
+    }
+    packet
+}

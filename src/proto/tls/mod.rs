@@ -224,7 +224,9 @@ pub fn scan_client_dtls(buf: &[u8]) -> Scan<ClientHello> {
     while let Some(header) = buf.get(pos..pos + DTLS_RECORD_HEADER) {
         let (ct, major) = (header[0], header[1]);
         let len = usize::from(u16::from_be_bytes([header[11], header[12]]));
-        if pos == 0 && (ct != RECORD_HANDSHAKE || major != 0xfe) {
+        // 0xfeXX: DTLS 1.0/1.2/1.3; 0x0100: OpenSSL's pre-RFC 4347 DTLS ("DTLS1_BAD_VER").
+        let dtls_version = major == 0xfe || (major == 0x01 && header[2] == 0x00);
+        if pos == 0 && (ct != RECORD_HANDSHAKE || !dtls_version) {
             return Scan::NotTls;
         }
         let Some(record) = buf.get(pos + DTLS_RECORD_HEADER..pos + DTLS_RECORD_HEADER + len) else {

@@ -1,0 +1,435 @@
+//! Fuzz harnesses: one function per target, each taking the fuzzer's bytes.
+//!
+//! Shared by the cargo-fuzz targets in `fuzz_targets/` and by the crate's
+//! `tests/fuzz_regressions.rs`, which replays every saved crash input in
+//! `fuzz/regressions/<target>/` through the same function. A harness panics
+//! only when the code under test breaks one of its documented invariants.
+
+use std::io::Cursor;
+
+use nightjar::capture::{CaptureReader, LinkType};
+use nightjar::config::Config;
+use nightjar::correlate::FlowContext;
+use nightjar::flow::reassembly::{tcp_clip, StreamReassembler};
+use nightjar::flow::{FlowConfig, Shard};
+use nightjar::mdm::{
+    import_privacy_report, parse_inventory, parse_plist, read_events, CatalogBuilder,
+    CatalogFormat, PrivacyReportOptions,
+};
+use nightjar::observation::{Observation, Termination};
+use nightjar::output::records::{dns_record, flow_record};
+use nightjar::proto::quic::{open_initials, InitialKeys, QuicError, QuicVersion};
+use nightjar::proto::tls::{
+    scan_client_dtls, scan_client_messages, scan_client_records, scan_server_messages,
+    scan_server_records, Scan,
+};
+
+/// Every link type the decoder knows, plus one it does not; the first input
+/// byte of the `decode` target picks one.
+pub const LINK_TYPES: [LinkType; 14] = [
+    LinkType::NULL,
+    LinkType::ETHERNET,
+    LinkType::PPP,
+    LinkType::RAW_DLT12,
+    LinkType::PPP_HDLC,
+    LinkType::RAW,
+    LinkType::LOOP,
+    LinkType::LINUX_SLL,
+    LinkType::IPV4,
+    LinkType::IPV6,
+    LinkType::NFLOG,
+    LinkType::PKTAP,
+    LinkType::LINUX_SLL2,
+    LinkType(0xffff),
+];
+
+/// Frames read from one input by the `capture` and `pipeline` targets: a
+/// hostile file of tiny records must not make one run take seconds.
+pub const MAX_FUZZ_FRAMES: usize = 4096;
+
+/// `decode`: byte 0 picks the link type (modulo [`LINK_TYPES`]), the rest is
+/// the frame. Decoding never panics and whatever it returns lies inside the frame.
+pub fn decode(data: &[u8]) {
+    let Some((&lt, frame)) = data.split_first() else {
+        return;
+    };
+    let linktype = LINK_TYPES[usize::from(lt) % LINK_TYPES.len()];
+    if let Ok(pkt) = nightjar::decode::decode(linktype, frame) {
+        let _ = format!("{pkt:?}");
+    }
+}
+
+/// `reassembly`: byte 0 picks the mode and bound; then a sequence of
+/// operations `[offset: u16 LE][len: u8][len bytes]` (stream mode: offset as
+/// given, times 64 when the mode's bit 1 is set) or `[seq: u32 LE][len: u8][bytes]`
+/// (TCP mode: through `tcp_clip` from an ISN of 0xffff_ff00, so sequence
+/// numbers wrap). Checks the module's invariants against a first-copy-wins
+/// model of the stream.
+pub fn reassembly(data: &[u8]) {
+    let Some((&mode, mut ops)) = data.split_first() else {
+        return;
+    };
+    let bound = match mode >> 4 {
+        0 => 64,
+        1 => 1500,
+        2 => 16 * 1024,
+        _ => 32 * 1024,
+    };
+    let tcp = mode & 1 == 1;
+    let scale: u64 = if mode & 2 == 2 { 64 } else { 1 };
+    let isn_plus_one: u32 = 0xffff_ff00;
+    let mut r = StreamReassembler::new(bound);
+    let mut model: Vec<Option<u8>> = vec![None; bound];
+    let mut model_valid = true;
+    loop {
+        let (offset, piece) = if tcp {
+            let Some(head) = ops.get(..5) else { break };
+            let seq = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+            let len = usize::from(head[4]);
+            let Some(bytes) = ops.get(5..5 + len) else {
+                break;
+            };
+            ops = &ops[5 + len..];
+            match tcp_clip(isn_plus_one, seq, bytes) {
+                Some((off, tail)) => {
+                    assert!(tail.len() <= bytes.len());
+                    (off, tail)
+                }
+                None => continue,
+            }
+        } else {
+            let Some(head) = ops.get(..3) else { break };
+            let off = u64::from(u16::from_le_bytes([head[0], head[1]])) * scale;
+            let len = usize::from(head[2]);
+            let Some(bytes) = ops.get(3..3 + len) else {
+                break;
+            };
+            ops = &ops[3 + len..];
+            (off, bytes)
+        };
+        r.insert(offset, piece);
+        if r.range_limit_hit() {
+            // Pieces may now be dropped: the model no longer predicts the stream.
+            model_valid = false;
+        }
+        if model_valid {
+            for (i, &b) in piece.iter().enumerate() {
+                let at = offset as usize + i;
+                if at >= bound {
+                    break;
+                }
+                model[at].get_or_insert(b);
+            }
+        }
+        let c = r.contiguous();
+        assert!(c.len() <= bound, "contiguous beyond the bound");
+        assert!(r.bytes_held() <= bound, "held bytes beyond the bound");
+        if model_valid {
+            let want = model.iter().take_while(|b| b.is_some()).count();
+            assert_eq!(c.len(), want, "contiguous length differs from the model");
+            for (i, &b) in c.iter().enumerate() {
+                assert_eq!(Some(b), model[i], "byte {i} differs from the first copy");
+            }
+        }
+    }
+    r.release();
+    assert!(r.contiguous().is_empty());
+}
+
+/// `tls`: byte 0 picks the scanner (client records, client messages, server
+/// records, server messages, DTLS client); the rest is the direction's bytes.
+/// Every prefix is scanned too, as the flow code does while bytes arrive; a
+/// scan that is `Done` for a prefix must stay `Done` or fail for longer input,
+/// never go back to `NotTls`.
+pub fn tls(data: &[u8]) {
+    let Some((&which, buf)) = data.split_first() else {
+        return;
+    };
+    let step = (buf.len() / 8).max(1);
+    let mut cut = step.min(buf.len());
+    loop {
+        let part = &buf[..cut];
+        match which % 5 {
+            0 => touch_client(scan_client_records(part)),
+            1 => touch_client(scan_client_messages(part)),
+            2 => touch_server(scan_server_records(part)),
+            3 => touch_server(scan_server_messages(part)),
+            _ => touch_client(scan_client_dtls(part)),
+        }
+        if cut == buf.len() {
+            break;
+        }
+        cut = (cut + step).min(buf.len());
+    }
+}
+
+fn touch_client(s: Scan<nightjar::proto::tls::ClientHello>) {
+    if let Scan::Done(ch) = s {
+        assert_eq!(ch.ja3.len(), 32, "JA3 is an MD5 hex digest");
+        let _ = serde_json::to_string(&ch).expect("serializable");
+    }
+}
+
+fn touch_server(s: Scan<nightjar::proto::tls::ServerHandshake>) {
+    if let Scan::Done(sh) = s {
+        let _ = serde_json::to_string(&sh).expect("serializable");
+    }
+}
+
+/// The fixed DCID of RFC 9001 appendix A: all `quic_initial` packets are
+/// protected with the Initial keys it derives.
+pub const QUIC_DCID: [u8; 8] = [0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08];
+
+/// RFC 9001 A.1 client Initial key, IV and header-protection key for [`QUIC_DCID`].
+const CLIENT_KEYS: ([u8; 16], [u8; 12], [u8; 16]) = (
+    *b"\x1f\x36\x96\x13\xdd\x76\xd5\x46\x77\x30\xef\xcb\xe3\xb1\xa2\x2d",
+    *b"\xfa\x04\x4b\x2f\x42\xa3\xfd\x3b\x46\xfb\x25\x5c",
+    *b"\x9f\x50\x44\x9e\x04\xa0\xe8\x10\x28\x3a\x1e\x99\x33\xad\xed\xd2",
+);
+/// RFC 9001 A.1 server Initial key, IV and header-protection key.
+const SERVER_KEYS: ([u8; 16], [u8; 12], [u8; 16]) = (
+    *b"\xcf\x3a\x53\x31\x65\x3c\x36\x4c\x88\xf0\xf3\x79\xb6\x06\x7e\x37",
+    *b"\x0a\xc1\x49\x3c\xa1\x90\x58\x53\xb0\xbb\xa0\x3e",
+    *b"\xc2\x06\xb8\xd9\xb9\xf0\xf3\x76\x44\x43\x0b\x49\x0e\xea\xa3\x14",
+);
+
+/// Protects one QUIC v1 Initial packet carrying `plaintext` (frames) with the
+/// keys of [`QUIC_DCID`] and appends it to `out` (RFC 9001 §5.3, §5.4).
+pub fn seal_initial(
+    from_client: bool,
+    pn: u32,
+    pn_len: usize,
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) {
+    use ring::aead::quic::{HeaderProtectionKey, AES_128};
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
+    let (key, iv, hp) = if from_client {
+        CLIENT_KEYS
+    } else {
+        SERVER_KEYS
+    };
+    let pn_len = pn_len.clamp(1, 4);
+    // The header-protection sample starts 4 bytes after the packet number.
+    let mut payload = plaintext.to_vec();
+    while pn_len + payload.len() < 4 {
+        payload.push(0); // PADDING
+    }
+    let start = out.len();
+    out.push(0xc0 | (pn_len as u8 - 1)); // long header, fixed bit, Initial
+    out.extend_from_slice(&1u32.to_be_bytes());
+    out.push(QUIC_DCID.len() as u8);
+    out.extend_from_slice(&QUIC_DCID);
+    out.push(0); // SCID length
+    out.push(0); // token length
+    let length = (pn_len + payload.len() + 16) as u64;
+    out.extend_from_slice(&(0x4000_u16 | length.min(0x3fff) as u16).to_be_bytes());
+    let pn_off = out.len();
+    out.extend_from_slice(&pn.to_be_bytes()[4 - pn_len..]);
+    let header_end = out.len();
+    let key = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &key).expect("key"));
+    let mut nonce = iv;
+    for (n, p) in nonce[4..].iter_mut().zip(u64::from(pn).to_be_bytes()) {
+        *n ^= p;
+    }
+    let aad = out[start..header_end].to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(&aad),
+        &mut payload,
+    )
+    .expect("seal");
+    out.extend_from_slice(&payload);
+    let hp = HeaderProtectionKey::new(&AES_128, &hp).expect("hp key");
+    let sample = &out[pn_off + 4..pn_off + 20];
+    let mask = hp.new_mask(sample).expect("mask");
+    out[start] ^= mask[0] & 0x0f;
+    for (b, m) in out[pn_off..pn_off + pn_len].iter_mut().zip(&mask[1..]) {
+        *b ^= m;
+    }
+}
+
+/// `quic_initial`: the fuzzer chooses the decrypted content. Byte 0: bit 0
+/// the direction (client), bits 1–2 the packet-number length − 1; then
+/// packets `[len: u16 LE][len bytes of frames]`, each sealed as an Initial
+/// with packet numbers 0, 1, ... and coalesced into one datagram, which is
+/// opened with keys derived the normal way. Authentication must succeed, so
+/// every frame parser behind it is reached.
+pub fn quic_initial(data: &[u8]) {
+    let Some((&flags, mut rest)) = data.split_first() else {
+        return;
+    };
+    let from_client = flags & 1 == 1;
+    let pn_len = usize::from((flags >> 1) & 3) + 1;
+    let mut datagram = Vec::new();
+    let mut pn = 0u32;
+    while let Some(head) = rest.get(..2) {
+        let len = usize::from(u16::from_le_bytes([head[0], head[1]])).min(rest.len() - 2);
+        // Keep the length field a 2-byte varint.
+        let len = len.min(0x3fff - 4 - 16);
+        seal_initial(from_client, pn, pn_len, &rest[2..2 + len], &mut datagram);
+        rest = &rest[2 + len..];
+        // The receiver knows no earlier packet number, so it reads the truncated
+        // number as is: keep numbers within what `pn_len` bytes can carry.
+        pn = pn.wrapping_add(1) & (u32::MAX >> (32 - 8 * pn_len as u32));
+    }
+    if datagram.is_empty() {
+        seal_initial(from_client, 0, pn_len, rest, &mut datagram);
+    }
+    let keys = InitialKeys::derive(QuicVersion::V1, &QUIC_DCID).expect("v1 keys");
+    let mut scratch = Vec::new();
+    let mut frames = Vec::new();
+    let res = open_initials(&datagram, &keys, from_client, &mut scratch, &mut frames);
+    if let Err(e) = &res {
+        // Protection is valid by construction: only frame content may be refused.
+        assert!(
+            matches!(
+                e,
+                QuicError::InvalidFrame(_)
+                    | QuicError::FrameTruncated
+                    | QuicError::CryptoOffsetTooLarge(_)
+                    | QuicError::TooManyCryptoFrames
+            ),
+            "a correctly sealed packet failed to open: {e}"
+        );
+    }
+    assert!(frames.len() <= nightjar::proto::quic::MAX_CRYPTO_FRAMES_PER_DATAGRAM);
+    // What the flow code does next: reassemble CRYPTO frames and scan for a hello.
+    let mut r = StreamReassembler::new(nightjar::flow::inspect::QUIC_CRYPTO_BYTES);
+    for f in &frames {
+        r.insert(f.offset, &f.data);
+    }
+    if from_client {
+        touch_client(scan_client_messages(r.contiguous()));
+    } else {
+        touch_server(scan_server_messages(r.contiguous()));
+    }
+}
+
+/// `capture`: the whole input is a capture file. Reads up to
+/// [`MAX_FUZZ_FRAMES`] frames; every frame's bytes lie in the reader's buffer
+/// and an error ends the stream for good.
+pub fn capture(data: &[u8]) {
+    let Ok(mut reader) = CaptureReader::new(Cursor::new(data)) else {
+        return;
+    };
+    let mut n = 0;
+    loop {
+        match reader.next_frame() {
+            Ok(Some(f)) => {
+                assert!(f.data.len() <= data.len(), "frame larger than the file");
+            }
+            Ok(None) => break,
+            Err(_) => {
+                assert!(
+                    matches!(reader.next_frame(), Ok(None)),
+                    "errors are terminal"
+                );
+                break;
+            }
+        }
+        n += 1;
+        if n == MAX_FUZZ_FRAMES {
+            break;
+        }
+    }
+    assert!(reader.stats().bytes_consumed <= data.len() as u64);
+}
+
+/// `pipeline`: the whole input is a capture file, replayed through decode, a
+/// small flow table (so eviction is exercised) and record building, as
+/// `nightjar replay` does.
+pub fn pipeline(data: &[u8]) {
+    let Ok(mut reader) = CaptureReader::new(Cursor::new(data)) else {
+        return;
+    };
+    let mut shard = Shard::new(FlowConfig {
+        max_flows: 8,
+        ..FlowConfig::default()
+    });
+    let mut obs = Vec::new();
+    let mut last = 0;
+    let mut n = 0;
+    while let Ok(Some(f)) = reader.next_frame() {
+        last = last.max(f.ts.0);
+        if let Ok(pkt) = nightjar::decode::decode(f.linktype, f.data) {
+            shard.process(f.ts.0, &pkt, &mut obs);
+        }
+        records(&mut obs);
+        n += 1;
+        if n == MAX_FUZZ_FRAMES {
+            break;
+        }
+    }
+    shard.flush(Termination::EndOfInput, last, &mut obs);
+    records(&mut obs);
+    assert_eq!(shard.active(), 0, "flush leaves no flow behind");
+}
+
+fn records(obs: &mut Vec<Observation>) {
+    for o in obs.drain(..) {
+        let v = match &o {
+            Observation::Flow(f) => flow_record(f, &FlowContext::default()),
+            Observation::Dns(d) => dns_record(d),
+            Observation::Dhcp(_) | Observation::Identity(_) => continue,
+        };
+        let line = serde_json::to_string(&v).expect("record serializes");
+        assert!(!line.contains('\n'), "a record is one line");
+    }
+}
+
+/// `mdm_files`: byte 0 picks the loader (inventory JSON, events NDJSON,
+/// catalog JSON, catalog TOML, privacy report NDJSON); the rest is the file.
+pub fn mdm_files(data: &[u8]) {
+    let Some((&which, body)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(body);
+    match which % 5 {
+        0 => {
+            if let Ok(inv) = parse_inventory(&text, "fuzz") {
+                let _ = inv.fingerprint();
+            }
+        }
+        1 => {
+            if let Ok(events) = read_events(Cursor::new(body), "fuzz") {
+                for e in &events {
+                    let _ = e.to_json_line();
+                }
+            }
+        }
+        2 | 3 => {
+            let format = if which % 5 == 2 {
+                CatalogFormat::Json
+            } else {
+                CatalogFormat::Toml
+            };
+            let mut b = CatalogBuilder::new();
+            if b.add_text(&text, format, "fuzz").is_ok() {
+                let c = b.build();
+                let _ = c.lookup("a.example.com");
+                let _ = nightjar::mdm::apps_to_catalog_json(c.apps());
+            }
+        }
+        _ => {
+            let _ =
+                import_privacy_report(Cursor::new(body), "fuzz", PrivacyReportOptions::default());
+        }
+    }
+}
+
+/// `plist`: the whole input is a property list (XML or binary).
+pub fn plist(data: &[u8]) {
+    if let Ok(v) = parse_plist(data, "fuzz") {
+        let _ = format!("{v:?}");
+    }
+}
+
+/// `config`: the whole input is a configuration file; valid ones are checked
+/// the way `nightjar check-config` does.
+pub fn config(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(cfg) = Config::parse(&text, "fuzz.toml") {
+        let _ = nightjar::pipeline::check::check(&cfg);
+    }
+}

@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Builds the fuzz seed corpora in fuzz/corpus/<target>/ from the captures in
+pcaps/ and ../shared/corpus (when present) and the example files in config/
+and tests/data/. Python standard library only.
+
+Usage: fuzz/seed.py   (from anywhere; existing corpus files are kept)
+"""
+import hashlib
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+CORPUS = os.path.join(HERE, "corpus")
+# Index of each link type in harness::LINK_TYPES (first byte of a `decode` input).
+LINK_INDEX = {0: 0, 1: 1, 9: 2, 12: 3, 50: 4, 101: 5, 108: 6, 113: 7, 228: 8,
+              229: 9, 239: 10, 258: 11, 276: 12}
+MAX_CAPTURE_SEED = 64 * 1024
+FRAMES_PER_FILE = 40
+STREAM_BYTES = 16 * 1024
+
+
+def put(target, data):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    name = hashlib.sha1(data).hexdigest()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def frames(blob):
+    """Yields (linktype, frame bytes) of a pcap or pcapng file; stops at damage."""
+    if len(blob) < 24:
+        return
+    magic = blob[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        e = "<" if magic[0] in (0xd4, 0x4d) else ">"
+        lt = struct.unpack(e + "I", blob[20:24])[0] & 0xffff
+        pos = 24
+        while pos + 16 <= len(blob):
+            incl = struct.unpack(e + "I", blob[pos + 8:pos + 12])[0]
+            pos += 16
+            if pos + incl > len(blob):
+                return
+            yield lt, blob[pos:pos + incl]
+            pos += incl
+    elif magic == b"\x0a\x0d\x0d\x0a":
+        e = "<"
+        links = []
+        pos = 0
+        while pos + 12 <= len(blob):
+            btype = struct.unpack(e + "I", blob[pos:pos + 4])[0]
+            if btype == 0x0A0D0D0A:
+                e = "<" if blob[pos + 8:pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+                links = []
+            blen = struct.unpack(e + "I", blob[pos + 4:pos + 8])[0]
+            if blen < 12 or pos + blen > len(blob):
+                return
+            body = blob[pos + 8:pos + blen - 4]
+            if btype == 1 and len(body) >= 2:
+                links.append(struct.unpack(e + "H", body[:2])[0])
+            elif btype == 6 and len(body) >= 20:
+                iface, _, _, cap, _ = struct.unpack(e + "IIIII", body[:20])
+                if iface < len(links):
+                    yield links[iface], body[20:20 + cap]
+            elif btype == 3 and len(body) >= 4 and links:
+                yield links[0], body[4:]
+            pos += blen
+
+
+def l3(lt, f):
+    """Strips the link layer; returns IP bytes or None."""
+    if lt == 1:
+        off, et = 14, f[12:14] if len(f) >= 14 else b""
+        while et in (b"\x81\x00", b"\x88\xa8") and len(f) >= off + 4:
+            et, off = f[off + 2:off + 4], off + 4
+        return f[off:] if et in (b"\x08\x00", b"\x86\xdd") else None
+    if lt in (101, 12, 228, 229):
+        return f
+    if lt in (0, 108):
+        return f[4:]
+    if lt == 113:
+        return f[16:]
+    if lt == 276:
+        return f[20:]
+    return None
+
+
+def l4(ip):
+    """Returns (proto, src, dst, sport, dport, payload) or None."""
+    if len(ip) < 20:
+        return None
+    v = ip[0] >> 4
+    if v == 4:
+        ihl = (ip[0] & 15) * 4
+        proto, src, dst, rest = ip[9], ip[12:16], ip[16:20], ip[ihl:]
+    elif v == 6 and len(ip) >= 40:
+        proto, src, dst, rest = ip[6], ip[8:24], ip[24:40], ip[40:]
+    else:
+        return None
+    if proto == 6 and len(rest) >= 20:
+        doff = (rest[12] >> 4) * 4
+        sp, dp = struct.unpack(">HH", rest[:4])
+        return proto, src, dst, sp, dp, rest[doff:]
+    if proto == 17 and len(rest) >= 8:
+        sp, dp = struct.unpack(">HH", rest[:4])
+        return proto, src, dst, sp, dp, rest[8:]
+    return None
+
+
+def records_to_messages(stream):
+    out, pos = b"", 0
+    while pos + 5 <= len(stream) and stream[pos] == 22:
+        n = struct.unpack(">H", stream[pos + 3:pos + 5])[0]
+        out += stream[pos + 5:pos + 5 + n]
+        pos += 5 + n
+    return out
+
+
+def varint(n):
+    if n < 64:
+        return bytes([n])
+    if n < 16384:
+        return struct.pack(">H", 0x4000 | n)
+    return struct.pack(">I", 0x80000000 | n)
+
+
+def quic_seed(client, msgs):
+    frame = b"\x06\x00" + varint(len(msgs)) + msgs
+    packets = b""
+    for i in range(0, len(frame), 1100):
+        part = frame[i:i + 1100]
+        packets += struct.pack("<H", len(part)) + part
+    return bytes([0x07 if client else 0x06]) + packets
+
+
+def capture_files():
+    roots = [os.path.join(REPO, "pcaps"), os.environ.get("NIGHTJAR_CORPUS", "")]
+    roots += [os.path.join(REPO, *[".."] * up, "shared", "corpus") for up in (1, 2)]
+    for root in roots:
+        for dirpath, _, names in os.walk(root):
+            for n in sorted(names):
+                if n.endswith((".pcap", ".pcapng", ".cap")):
+                    yield os.path.join(dirpath, n)
+
+
+def main():
+    streams = {}
+    nfiles = 0
+    for path in capture_files():
+        blob = open(path, "rb").read()
+        nfiles += 1
+        if len(blob) <= MAX_CAPTURE_SEED:
+            put("capture", blob)
+            put("pipeline", blob)
+        for i, (lt, f) in enumerate(frames(blob)):
+            if i < FRAMES_PER_FILE and lt in LINK_INDEX:
+                put("decode", bytes([LINK_INDEX[lt]]) + f)
+            ip = l3(lt, f)
+            t = l4(ip) if ip else None
+            if not t or not t[5]:
+                continue
+            proto, src, dst, sp, dp, pl = t
+            if proto == 17 and pl[:2] == b"\x16\xfe":
+                put("tls", b"\x04" + pl)
+            if proto == 6:
+                k = (path, src, dst, sp, dp)
+                if len(streams.get(k, b"")) < STREAM_BYTES:
+                    streams[k] = streams.get(k, b"") + pl
+    for s in streams.values():
+        s = s[:STREAM_BYTES]
+        if len(s) < 6 or s[0] != 22:
+            continue
+        client = s[5] == 1
+        put("tls", (b"\x00" if client else b"\x02") + s)
+        msgs = records_to_messages(s)
+        if msgs:
+            put("tls", (b"\x01" if client else b"\x03") + msgs)
+            put("quic_initial", quic_seed(client, msgs[:4000]))
+            # The same stream as reassembly operations: 3 pieces, out of order.
+            third = max(1, len(s) // 3)
+            ops = b""
+            for off in (third, 0, 2 * third):
+                piece = s[off:off + min(third, 255)]
+                ops += struct.pack("<HB", off, len(piece)) + piece
+            put("reassembly", b"\x20" + ops)
+    for name, target, prefix in [
+        ("config/inventory.example.json", "mdm_files", b"\x00"),
+        ("config/events.example.ndjson", "mdm_files", b"\x01"),
+        ("config/catalog/apps.toml", "mdm_files", b"\x03"),
+        ("config/catalog/shared_sdks.toml", "mdm_files", b"\x03"),
+        ("config/catalog/system.toml", "mdm_files", b"\x03"),
+        ("tests/data/mdm/App_Privacy_Report_v4_2024-05-02T09_12_44.ndjson", "mdm_files", b"\x04"),
+        ("tests/data/mdm/FieldNotes-Info.plist", "plist", b""),
+        ("tests/data/mdm/FieldNotes-entitlements.plist", "plist", b""),
+        ("config/nightjar.example.toml", "config", b""),
+    ]:
+        p = os.path.join(REPO, name)
+        if os.path.exists(p):
+            put(target, prefix + open(p, "rb").read())
+    for d in sorted(os.listdir(CORPUS)):
+        print(f"{d}: {len(os.listdir(os.path.join(CORPUS, d)))} seeds")
+    print(f"from {nfiles} capture files", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+//! The webhook receiver: an HTTP/1.1 listener for Jamf Pro (`POST /webhook/jamf`) and
+//! MicroMDM/NanoMDM (`POST /webhook/micromdm`) webhooks.
+//!
+//! Each request is checked in this order, the cheapest first: method and path, the
+//! rate limit (a token bucket shared by all senders: 429), the credentials (401), the
+//! size (413), the body (400), the queue (503). Credentials are the shared secret as
+//! `Authorization: Bearer <secret>`, or as the password of `Authorization: Basic`
+//! (what Jamf Pro's basic-auth webhooks and a MicroMDM/NanoMDM webhook URL with
+//! `user:secret@` send), compared in constant time. Accepted webhooks go to the
+//! adapter task through a bounded queue; the receiver never calls an MDM itself.
+//!
+//! Invariants: at most [`MAX_CONNECTIONS`] connections at once; a body is never held
+//! beyond [`WebhookOptions::max_body`]; headers must arrive within
+//! [`HEADER_TIMEOUT`] and a body within [`BODY_TIMEOUT`]; every refusal is counted.
+
+use super::{constant_time_eq, jamf, micromdm, wall_clock_ns, AdapterStats, Secret};
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Most connections served at once (64): webhooks are small and bursty; more waits in
+/// the kernel's accept queue.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Time allowed for a request's headers (10 s): slow senders are cut off.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time allowed for a request's body (30 s).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default largest body (4 MiB): an `InstalledApplicationList` answer for 500 apps is
+/// about 300 KiB of plist, 400 KiB in base64.
+pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Default queue between the receiver and the adapter task (1024 webhooks): a burst of
+/// check-ins from a whole site fits; beyond it senders get 503 and retry.
+pub const DEFAULT_QUEUE: usize = 1024;
+
+/// Receiver settings.
+#[derive(Clone, Debug)]
+pub struct WebhookOptions {
+    /// Largest body accepted.
+    pub max_body: usize,
+    /// Sustained requests per second accepted (all senders together).
+    pub rate_per_sec: u32,
+    /// Burst allowed above the sustained rate.
+    pub burst: u32,
+}
+
+impl Default for WebhookOptions {
+    fn default() -> Self {
+        WebhookOptions {
+            max_body: DEFAULT_MAX_BODY,
+            rate_per_sec: 50,
+            burst: 200,
+        }
+    }
+}
+
+/// Where accepted webhooks go: one bounded queue per adapter task. A route whose
+/// queue is `None` answers 404.
+#[derive(Clone, Default)]
+pub struct Routes {
+    /// `POST /webhook/jamf`.
+    pub jamf: Option<tokio::sync::mpsc::Sender<jamf::JamfHook>>,
+    /// `POST /webhook/micromdm` (also `/webhook/nanomdm`).
+    pub micromdm: Option<tokio::sync::mpsc::Sender<micromdm::MdmHook>>,
+}
+
+/// A token bucket; time is passed in.
+#[derive(Debug)]
+pub struct TokenBucket {
+    capacity: f64,
+    per_sec: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(per_sec: u32, burst: u32, now: Instant) -> TokenBucket {
+        let capacity = f64::from(burst.max(1));
+        TokenBucket {
+            capacity,
+            per_sec: f64::from(per_sec),
+            tokens: capacity,
+            last: now,
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now.max(self.last);
+        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.capacity);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct Shared {
+    secret: Secret,
+    opts: WebhookOptions,
+    bucket: Mutex<TokenBucket>,
+    stats: Arc<AdapterStats>,
+    routes: Routes,
+}
+
+/// Serves webhooks on `listener` until the task is dropped or `listener` fails.
+/// Accepted webhooks are sent to their route's queue; counters go to `stats`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    secret: Secret,
+    opts: WebhookOptions,
+    stats: Arc<AdapterStats>,
+    routes: Routes,
+) -> std::io::Result<()> {
+    let shared = Arc::new(Shared {
+        bucket: Mutex::new(TokenBucket::new(
+            opts.rate_per_sec,
+            opts.burst,
+            Instant::now(),
+        )),
+        secret,
+        opts,
+        stats,
+        routes,
+    });
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = Arc::clone(&slots)
+            .acquire_owned()
+            .await
+            .map_err(std::io::Error::other)?;
+        let (stream, _) = listener.accept().await?;
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            drop(permit);
+        });
+    }
+}
+
+fn reply(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *r.status_mut() = status;
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Basic realm=\"nightjar\""),
+        );
+    }
+    r
+}
+
+/// True if the `Authorization` header carries the secret (Bearer, or Basic password).
+pub fn authorized(header: Option<&[u8]>, secret: &Secret) -> bool {
+    let Some(h) = header.and_then(|h| std::str::from_utf8(h).ok()) else {
+        return false;
+    };
+    let want = secret.expose().as_bytes();
+    if let Some(token) = h.strip_prefix("Bearer ") {
+        return constant_time_eq(token.trim().as_bytes(), want);
+    }
+    if let Some(b64) = h.strip_prefix("Basic ") {
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
+            return false;
+        };
+        let password = match decoded.iter().position(|&b| b == b':') {
+            Some(i) => &decoded[i + 1..],
+            None => return false,
+        };
+        return constant_time_eq(password, want);
+    }
+    false
+}
+
+async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let stats = &shared.stats;
+    let route = match req.uri().path() {
+        "/webhook/jamf" if shared.routes.jamf.is_some() => 0,
+        "/webhook/micromdm" | "/webhook/nanomdm" if shared.routes.micromdm.is_some() => 1,
+        _ => return reply(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    if req.method() != hyper::Method::POST {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "POST only\n");
+    }
+    let allowed = shared
+        .bucket
+        .lock()
+        .map(|mut b| b.take(Instant::now()))
+        .unwrap_or(false);
+    if !allowed {
+        AdapterStats::inc(&stats.webhooks_rate_limited);
+        return reply(StatusCode::TOO_MANY_REQUESTS, "rate limited\n");
+    }
+    let auth = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if !authorized(auth, &shared.secret) {
+        AdapterStats::inc(&stats.webhooks_unauthorized);
+        return reply(StatusCode::UNAUTHORIZED, "unauthorized\n");
+    }
+    let max = shared.opts.max_body;
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        AdapterStats::inc(&stats.webhooks_too_large);
+        return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
+    }
+    let body = match tokio::time::timeout(
+        BODY_TIMEOUT,
+        Limited::new(req.into_body(), max).collect(),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => {
+            AdapterStats::inc(&stats.webhooks_too_large);
+            return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
+        }
+        Err(_) => {
+            AdapterStats::inc(&stats.webhooks_malformed);
+            return reply(StatusCode::REQUEST_TIMEOUT, "body too slow\n");
+        }
+    };
+    let name = if route == 0 {
+        jamf::NAME
+    } else {
+        micromdm::NAME
+    };
+    let queued = match route {
+        0 => match jamf::parse_webhook(&body, wall_clock_ns()) {
+            Ok(Some(h)) => shared.routes.jamf.as_ref().map(|tx| tx.try_send(h).is_ok()),
+            Ok(None) => None,
+            Err(msg) => return malformed(stats, name, &msg),
+        },
+        _ => match micromdm::parse_webhook(&body) {
+            Ok(Some(h)) => shared
+                .routes
+                .micromdm
+                .as_ref()
+                .map(|tx| tx.try_send(h).is_ok()),
+            Ok(None) => None,
+            Err(msg) => return malformed(stats, name, &msg),
+        },
+    };
+    match queued {
+        None => {
+            AdapterStats::inc(&stats.webhooks_ignored);
+            reply(StatusCode::OK, "ignored\n")
+        }
+        Some(true) => {
+            AdapterStats::inc(&stats.webhooks_accepted);
+            reply(StatusCode::ACCEPTED, "accepted\n")
+        }
+        Some(false) => {
+            AdapterStats::inc(&stats.webhooks_queue_full);
+            reply(StatusCode::SERVICE_UNAVAILABLE, "busy\n")
+        }
+    }
+}
+
+fn malformed(stats: &AdapterStats, name: &str, msg: &str) -> Response<Full<Bytes>> {
+    AdapterStats::inc(&stats.webhooks_malformed);
+    eprintln!("nightjar: mdm {name}: webhook refused: {msg}");
+    reply(StatusCode::BAD_REQUEST, "malformed webhook\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_refills_with_time() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(2, 3, t0);
+        assert!(b.take(t0) && b.take(t0) && b.take(t0));
+        assert!(!b.take(t0));
+        assert!(b.take(t0 + Duration::from_millis(500)));
+        assert!(!b.take(t0 + Duration::from_millis(500)));
+        assert!(b.take(t0 + Duration::from_secs(100)));
+    }
+
+    #[test]
+    fn credentials() {
+        let s = Secret::new("s3cret".into());
+        let basic = |up: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(up)
+            )
+        };
+        assert!(authorized(Some(b"Bearer s3cret"), &s));
+        assert!(authorized(Some(basic("jamf:s3cret").as_bytes()), &s));
+        assert!(authorized(Some(basic(":s3cret").as_bytes()), &s));
+        assert!(!authorized(Some(basic("s3cret").as_bytes()), &s));
+        assert!(!authorized(Some(b"Bearer s3cre"), &s));
+        assert!(!authorized(Some(b"Basic !!"), &s));
+        assert!(!authorized(Some(b"s3cret"), &s));
+        assert!(!authorized(None, &s));
+        assert!(!authorized(Some(b"Bearer \xff"), &s));
+    }
+}

@@ -1,0 +1,460 @@
+//! Live data plane: capture workers, the correlator thread and the output thread.
+//!
+//! Threads and queues:
+//! - one capture worker per handle (N per interface, joined in a fanout group
+//!   by `capture::live`), each owning its own flow [`Shard`]: it decodes
+//!   straight from libpcap's ring and never waits on anyone. Its observations
+//!   go to the correlator through one bounded `crossbeam-channel`
+//!   ([`LIVE_OBSERVATION_QUEUE`] messages); when it is full the worker keeps
+//!   them (up to [`WORKER_PENDING_MAX`]) and retries, then drops and counts.
+//! - the correlator thread merges the shards' streams in packet-time order
+//!   with [`Merger`] (the same merge as replay, driven by the workers'
+//!   watermarks: a quiet worker advances its clock to the wall clock every
+//!   read timeout), so live records are the records a replay of the same
+//!   packets gives. It writes them into a channel sink.
+//! - the output thread appends whole lines to the file or stdout and reopens
+//!   the file when told to (SIGHUP). It may block the correlator (bounded
+//!   queue of [`OUTPUT_QUEUE`] buffers): a record, once made, is not dropped.
+//!
+//! Counters for the metrics endpoint are published by every worker into
+//! [`LiveState`] at least every [`PUBLISH_INTERVAL`].
+
+use super::merge::{Merger, ShardMsg};
+use super::replay::ReplayReport;
+use super::stats::DataPlaneStats;
+use crate::capture::live::{LiveHandle, LiveStats};
+use crate::correlate::Correlator;
+use crate::decode::decode;
+use crate::flow::{FlowConfig, FlowStats, Shard};
+use crate::observation::{Observation, Termination};
+use crate::output::{Sink, SinkError};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Messages queued from all workers to the correlator. Each carries up to
+/// [`WORKER_SEND_BATCH`] observations, so this holds a few seconds of a busy
+/// link's flow ends while the correlator catches up.
+pub const LIVE_OBSERVATION_QUEUE: usize = 1024;
+/// Observations a worker batches before sending (it also sends every
+/// [`WORKER_SEND_INTERVAL`], with its watermark, even with nothing to say).
+pub const WORKER_SEND_BATCH: usize = 64;
+/// Most observations a worker keeps while the correlator queue is full;
+/// beyond this it drops them (counted) rather than block capture.
+pub const WORKER_PENDING_MAX: usize = 65_536;
+/// Buffers of whole lines queued from the correlator to the output thread.
+pub const OUTPUT_QUEUE: usize = 64;
+/// How often a busy worker reports its watermark.
+pub const WORKER_SEND_INTERVAL: Duration = Duration::from_millis(50);
+/// How often workers publish their counters for the metrics endpoint.
+pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(250);
+/// A quiet worker advances its clock to the wall clock minus this, so a packet
+/// stamped by the kernel just before the read timeout still counts as in order.
+pub const CLOCK_SLACK_NS: u64 = 200_000_000;
+
+/// What one worker last published.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerSnapshot {
+    pub interface: String,
+    /// Worker index within the interface.
+    pub worker: usize,
+    /// Frames, bytes and decode anomalies.
+    pub data: DataPlaneStats,
+    pub flows: FlowStats,
+    pub active_flows: u64,
+    pub kernel: LiveStats,
+    /// Observations dropped because the correlator queue stayed full.
+    pub queue_drops: u64,
+    /// When the worker last made progress (for /healthz and the watchdog).
+    pub beat: Option<Instant>,
+    pub finished: bool,
+}
+
+/// State shared between the data plane and the control plane.
+pub struct LiveState {
+    pub workers: Mutex<Vec<WorkerSnapshot>>,
+    /// Set by the control plane: workers flush and stop.
+    pub stop: AtomicBool,
+    /// Set by a worker whose capture failed (the daemon then exits non-zero).
+    pub failed: Mutex<Option<String>>,
+    /// Records the output thread wrote.
+    pub records_written: AtomicU64,
+    /// Records lost to output write errors.
+    pub output_errors: AtomicU64,
+    /// Observations the merge released before every shard's watermark passed them.
+    pub merge_released_early: AtomicU64,
+    pub started: Instant,
+}
+
+impl LiveState {
+    pub fn new(handles: &[LiveHandle]) -> LiveState {
+        LiveState {
+            workers: Mutex::new(
+                handles
+                    .iter()
+                    .map(|h| WorkerSnapshot {
+                        interface: h.interface.clone(),
+                        worker: h.worker,
+                        beat: Some(Instant::now()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            stop: AtomicBool::new(false),
+            failed: Mutex::new(None),
+            records_written: AtomicU64::new(0),
+            output_errors: AtomicU64::new(0),
+            merge_released_early: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<WorkerSnapshot> {
+        self.workers.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// Every worker made progress within `within` and none failed.
+    pub fn healthy(&self, within: Duration) -> bool {
+        let failed = self.failed.lock().map(|f| f.is_some()).unwrap_or(true);
+        !failed
+            && self
+                .snapshot()
+                .iter()
+                .all(|w| w.beat.is_some_and(|b| b.elapsed() <= within))
+    }
+}
+
+/// Messages to the output thread.
+pub enum OutputMsg {
+    /// Reopen the output file (logrotate moved it).
+    Reopen,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveRunError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("a data-plane thread panicked: {0}")]
+    Panic(&'static str),
+}
+
+pub fn wall_clock_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The running data plane. [`LiveRun::output`] is how the control plane asks
+/// for a reopen; [`LiveRun::shutdown`] flushes every open flow and waits.
+pub struct LiveRun {
+    pub state: Arc<LiveState>,
+    pub output: Sender<OutputMsg>,
+    workers: Vec<std::thread::JoinHandle<(DataPlaneStats, FlowStats)>>,
+    finish_tx: Sender<ReplayReport>,
+    correlator: std::thread::JoinHandle<Result<(), SinkError>>,
+    writer: std::thread::JoinHandle<Result<(), SinkError>>,
+}
+
+/// Starts the workers (one per handle), the correlator and the output thread.
+pub fn start(
+    handles: Vec<LiveHandle>,
+    flow: FlowConfig,
+    mut correlator: Correlator,
+    mut sink: Sink,
+) -> std::io::Result<LiveRun> {
+    let state = Arc::new(LiveState::new(&handles));
+    let n = handles.len();
+    let (obs_tx, obs_rx) = bounded::<ShardMsg>(LIVE_OBSERVATION_QUEUE);
+    let (out_tx, out_rx) = bounded::<OutputMsg>(OUTPUT_QUEUE);
+    let (lines_tx, lines_rx) = bounded::<Vec<u8>>(OUTPUT_QUEUE);
+    let (finish_tx, finish_rx) = bounded::<ReplayReport>(1);
+
+    let writer = {
+        let state = state.clone();
+        std::thread::Builder::new()
+            .name("nightjar-output".into())
+            .spawn(move || output_thread(out_rx, lines_rx, &mut sink, &state))?
+    };
+    let correlator = {
+        let state = state.clone();
+        std::thread::Builder::new()
+            .name("nightjar-correlate".into())
+            .spawn(move || {
+                correlator_thread(n, obs_rx, finish_rx, &mut correlator, lines_tx, &state)
+            })?
+    };
+    let mut workers = Vec::with_capacity(n);
+    for (i, h) in handles.into_iter().enumerate() {
+        let tx = obs_tx.clone();
+        let state = state.clone();
+        let flow = flow.clone();
+        let name = format!("nightjar-{}-{}", h.interface, h.worker);
+        workers.push(
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || capture_worker(i, h, flow, tx, &state))?,
+        );
+    }
+    Ok(LiveRun {
+        state,
+        output: out_tx,
+        workers,
+        finish_tx,
+        correlator,
+        writer,
+    })
+}
+
+impl LiveRun {
+    /// Stops capture, flushes every open flow (termination "shutdown"), writes
+    /// the stats record and waits until the output is written.
+    pub fn shutdown(self) -> Result<ReplayReport, LiveRunError> {
+        self.state.stop.store(true, Ordering::SeqCst);
+        let mut report = ReplayReport::default();
+        let mut panicked = None;
+        for w in self.workers {
+            match w.join() {
+                Ok((data, flows)) => {
+                    report.data.merge(&data);
+                    report.flows.merge(&flows);
+                }
+                Err(_) => panicked = Some("capture worker"),
+            }
+        }
+        report.elapsed = self.state.started.elapsed();
+        report.error = self.state.failed.lock().ok().and_then(|f| f.clone());
+        let summary = ReplayReport {
+            data: report.data.clone(),
+            flows: report.flows.clone(),
+            elapsed: report.elapsed,
+            error: report.error.clone(),
+        };
+        let _ = self.finish_tx.send(summary);
+        let corr = self
+            .correlator
+            .join()
+            .map_err(|_| LiveRunError::Panic("correlator"))?;
+        drop(self.output);
+        let out = self
+            .writer
+            .join()
+            .map_err(|_| LiveRunError::Panic("output"))?;
+        corr?;
+        out?;
+        if let Some(p) = panicked {
+            return Err(LiveRunError::Panic(p));
+        }
+        Ok(report)
+    }
+}
+
+struct WorkerOut<'a> {
+    index: usize,
+    tx: Sender<ShardMsg>,
+    pending: Vec<Observation>,
+    drops: u64,
+    last_send: Instant,
+    state: &'a LiveState,
+}
+
+impl WorkerOut<'_> {
+    /// Sends pending observations with the watermark, never blocking.
+    fn send(&mut self, watermark: u64) {
+        let msg = ShardMsg {
+            shard: self.index,
+            obs: std::mem::take(&mut self.pending),
+            watermark,
+            done: false,
+        };
+        self.last_send = Instant::now();
+        match self.tx.try_send(msg) {
+            Ok(()) => {}
+            Err(TrySendError::Full(msg)) | Err(TrySendError::Disconnected(msg)) => {
+                self.pending = msg.obs;
+                if self.pending.len() > WORKER_PENDING_MAX {
+                    self.drops += self.pending.len() as u64;
+                    self.pending.clear();
+                }
+            }
+        }
+    }
+
+    fn publish(
+        &self,
+        data: &DataPlaneStats,
+        shard: &Shard,
+        kernel: Option<LiveStats>,
+        finished: bool,
+    ) {
+        if let Ok(mut w) = self.state.workers.lock() {
+            if let Some(s) = w.get_mut(self.index) {
+                s.data.clone_from(data);
+                s.flows.clone_from(&shard.stats);
+                s.active_flows = shard.active() as u64;
+                if let Some(k) = kernel {
+                    s.kernel = k;
+                }
+                s.queue_drops = self.drops;
+                s.beat = Some(Instant::now());
+                s.finished = finished;
+            }
+        }
+    }
+}
+
+fn capture_worker(
+    index: usize,
+    mut handle: LiveHandle,
+    flow: FlowConfig,
+    tx: Sender<ShardMsg>,
+    state: &LiveState,
+) -> (DataPlaneStats, FlowStats) {
+    let mut shard = Shard::new(flow);
+    let mut data = DataPlaneStats::default();
+    let mut out = WorkerOut {
+        index,
+        tx,
+        pending: Vec::new(),
+        drops: 0,
+        last_send: Instant::now(),
+        state,
+    };
+    let mut last_publish = Instant::now();
+    let mut since_check: u32 = 0;
+    while !state.stop.load(Ordering::Relaxed) {
+        match handle.next_frame() {
+            Ok(Some(frame)) => {
+                data.frame(frame.ts.0, frame.linktype, frame.data.len(), frame.orig_len);
+                match decode(frame.linktype, frame.data) {
+                    Ok(pkt) => shard.process(frame.ts.0, &pkt, &mut out.pending),
+                    Err(e) => data.anomaly(e.reason()),
+                }
+                since_check += 1;
+                // Reading the clock every packet would cost more than it tells.
+                if since_check < 64 && out.pending.len() < WORKER_SEND_BATCH {
+                    continue;
+                }
+            }
+            Ok(None) => {
+                let now = wall_clock_ns().saturating_sub(CLOCK_SLACK_NS);
+                shard.advance(now, &mut out.pending);
+            }
+            Err(e) => {
+                if let Ok(mut f) = state.failed.lock() {
+                    f.get_or_insert(e.to_string());
+                }
+                break;
+            }
+        }
+        since_check = 0;
+        if out.pending.len() >= WORKER_SEND_BATCH || out.last_send.elapsed() >= WORKER_SEND_INTERVAL
+        {
+            out.send(shard.now_ns());
+        }
+        if last_publish.elapsed() >= PUBLISH_INTERVAL {
+            last_publish = Instant::now();
+            let kernel = handle.stats();
+            out.publish(&data, &shard, kernel, false);
+        }
+    }
+    // Shutdown (or a failed capture): every open flow becomes a record.
+    let kernel = handle.stats();
+    drop(handle);
+    let end = wall_clock_ns().saturating_sub(CLOCK_SLACK_NS);
+    shard.flush(Termination::Shutdown, end, &mut out.pending);
+    // The last message must arrive: capture is over, so this may block.
+    let last = ShardMsg {
+        shard: index,
+        obs: std::mem::take(&mut out.pending),
+        watermark: shard.now_ns(),
+        done: true,
+    };
+    if out.tx.send(last).is_err() {
+        // The correlator is gone (it failed): what this shard held is lost.
+        out.drops += 1;
+    }
+    out.publish(&data, &shard, kernel, true);
+    (data, shard.stats.clone())
+}
+
+fn correlator_thread(
+    n: usize,
+    rx: Receiver<ShardMsg>,
+    finish: Receiver<ReplayReport>,
+    correlator: &mut Correlator,
+    lines: Sender<Vec<u8>>,
+    state: &LiveState,
+) -> Result<(), SinkError> {
+    let mut sink = Sink::channel(lines);
+    let mut merger = Merger::new(n);
+    loop {
+        let end = match rx.recv() {
+            Ok(msg) => {
+                merger.push(msg);
+                false
+            }
+            Err(_) => true,
+        };
+        merger.release(end, |o| correlator.handle(o, &mut sink))?;
+        state
+            .merge_released_early
+            .store(merger.released_early, Ordering::Relaxed);
+        sink.flush()?;
+        if end || merger.all_done() {
+            break;
+        }
+    }
+    if let Ok(report) = finish.recv() {
+        correlator.finish(&report, &mut sink)?;
+    }
+    sink.flush()
+}
+
+fn output_thread(
+    ctl: Receiver<OutputMsg>,
+    lines: Receiver<Vec<u8>>,
+    sink: &mut Sink,
+    state: &LiveState,
+) -> Result<(), SinkError> {
+    let write = |sink: &mut Sink, buf: &[u8]| {
+        let before = sink.records;
+        let res = sink.write_lines(buf).and_then(|_| sink.flush());
+        let n = sink.records - before;
+        match res {
+            Ok(()) => {
+                state.records_written.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                state.output_errors.fetch_add(n, Ordering::Relaxed);
+                eprintln!("nightjar: {e}");
+            }
+        }
+    };
+    let mut ctl_open = true;
+    loop {
+        if !ctl_open {
+            // Shutdown: only the correlator's last lines are left.
+            for buf in lines.iter() {
+                write(sink, &buf);
+            }
+            break;
+        }
+        crossbeam_channel::select! {
+            recv(lines) -> m => match m {
+                Ok(buf) => write(sink, &buf),
+                Err(_) => break,
+            },
+            recv(ctl) -> m => match m {
+                Ok(OutputMsg::Reopen) => {
+                    if let Err(e) = sink.reopen() {
+                        eprintln!("nightjar: {e}");
+                    }
+                }
+                Err(_) => ctl_open = false,
+            },
+        }
+    }
+    sink.flush()
+}

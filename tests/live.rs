@@ -1,0 +1,672 @@
+//! `nightjar run` on a live interface, in network namespaces made by the test.
+//!
+//! Each test makes two namespaces joined by a veth pair (no addresses, IPv6
+//! off, so the kernel sends nothing of its own), runs the daemon on one end
+//! and `tcpreplay`s captures into the other. These tests need root (or
+//! CAP_NET_ADMIN + CAP_NET_RAW), `ip` and `tcpreplay`. Without them a test
+//! prints `SKIPPED: <why>` and returns; with NIGHTJAR_LIVE_TESTS=require (CI
+//! sets it) a missing prerequisite is a failure instead, so CI can never pass
+//! these tests without running them.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Longest a step may take before the test fails (a hang is a failure).
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn prerequisites() -> Result<(), String> {
+    // /proc tells the effective uid.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or("");
+    if euid != "0" {
+        return Err(format!("needs root for network namespaces (euid {euid})"));
+    }
+    for tool in ["ip", "tcpreplay"] {
+        let ok = Command::new(tool)
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if !ok {
+            return Err(format!("{tool} is not installed"));
+        }
+    }
+    Ok(())
+}
+
+/// Returns false (and says why) when the test cannot run here.
+fn can_run(test: &str) -> bool {
+    match prerequisites() {
+        Ok(()) => true,
+        Err(why) => {
+            if std::env::var("NIGHTJAR_LIVE_TESTS").as_deref() == Ok("require") {
+                panic!("{test}: {why} (NIGHTJAR_LIVE_TESTS=require)");
+            }
+            eprintln!("SKIPPED {test}: {why}");
+            false
+        }
+    }
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run command");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two namespaces and a veth pair; removed on drop.
+struct Netns {
+    tx_ns: String,
+    rx_ns: String,
+    tx_if: String,
+    rx_if: String,
+    dir: PathBuf,
+}
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let id = format!("{}{}", tag, std::process::id() % 100_000);
+        let n = Netns {
+            tx_ns: format!("njt-{id}"),
+            rx_ns: format!("njr-{id}"),
+            tx_if: format!("t{id}"),
+            rx_if: format!("r{id}"),
+            dir: std::env::temp_dir().join(format!("nightjar-live-{id}")),
+        };
+        let _ = std::fs::remove_dir_all(&n.dir);
+        std::fs::create_dir_all(n.dir.join("state")).unwrap();
+        for ns in [&n.tx_ns, &n.rx_ns] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+            sh(&["ip", "netns", "add", ns]);
+            for key in ["all", "default"] {
+                sh(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
+                ]);
+            }
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        sh(&[
+            "ip", "link", "add", &n.tx_if, "netns", &n.tx_ns, "type", "veth", "peer", "name",
+            &n.rx_if, "netns", &n.rx_ns,
+        ]);
+        // The largest MTU a veth takes, so no captured frame is too long to send.
+        sh(&[
+            "ip", "-n", &n.tx_ns, "link", "set", &n.tx_if, "mtu", "65535", "up",
+        ]);
+        sh(&[
+            "ip", "-n", &n.rx_ns, "link", "set", &n.rx_if, "mtu", "65535", "up",
+        ]);
+        n
+    }
+
+    fn config(&self, workers: usize, extra_flow: &str) -> PathBuf {
+        let text = format!(
+            "[capture]\ninterfaces = [\"{}\"]\nworkers = {workers}\n\
+             [flow]\n{extra_flow}\n\
+             [output]\npath = \"{}\"\n[state]\ndir = \"{}\"\n\
+             [metrics]\nlisten = \"127.0.0.1:9464\"\n",
+            self.rx_if,
+            self.out().display(),
+            self.dir.join("state").display()
+        );
+        let p = self.dir.join("nightjar.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.join("out.json")
+    }
+
+    /// Sends the captures into the transmit end; `rate` is tcpreplay's timing flag.
+    fn replay(&self, files: &[PathBuf], rate: &[&str]) -> Child {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.tx_ns,
+                "tcpreplay",
+                "-q",
+                "-i",
+                &self.tx_if,
+            ])
+            .args(rate)
+            .args(files)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tcpreplay")
+    }
+
+    /// GET `path` from the daemon's metrics endpoint (inside its namespace).
+    fn http_get(&self, path: &str) -> String {
+        let script = format!(
+            "exec 3<>/dev/tcp/127.0.0.1/9464 && printf 'GET {path} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3 && cat <&3"
+        );
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.rx_ns, "bash", "-c", &script])
+            .output()
+            .expect("run bash");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for ns in [&self.tx_ns, &self.rx_ns] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A running `nightjar run`, its stderr lines arriving on a channel.
+struct Daemon {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Daemon {
+    fn start(ns: &Netns, config: &Path) -> Daemon {
+        Daemon::start_with(ns, config, &[])
+    }
+
+    fn start_with(ns: &Netns, config: &Path, env: &[(&str, &str)]) -> Daemon {
+        let mut child = Command::new("ip")
+            .envs(env.iter().copied())
+            .args(["netns", "exec", &ns.rx_ns, bin(), "run", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start nightjar run");
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut d = Daemon {
+            child,
+            stderr: rx,
+            seen: Vec::new(),
+        };
+        d.wait_for("nightjar: ready");
+        d
+    }
+
+    fn wait_for(&mut self, needle: &str) {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if self.seen.iter().any(|l| l.contains(needle)) {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => panic!("no {needle:?} from nightjar; stderr: {:?}", self.seen),
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        // `ip netns exec` execs the daemon: the child's pid is nightjar's.
+        sh(&["kill", &format!("-{sig}"), &self.child.id().to_string()]);
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        self.signal("TERM");
+        let deadline = Instant::now() + LIMIT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("nightjar did not stop after SIGTERM: {:?}", self.seen);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.seen.extend(self.stderr.try_iter());
+        (status, std::mem::take(&mut self.seen))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_child(mut c: Child) {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = c.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            assert!(s.success(), "tcpreplay failed: {err}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "tcpreplay did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Parses the samples of a text exposition: "name{labels}" → value.
+fn metrics(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Polls the metrics until `name` reaches `want` (the data plane publishes
+/// every quarter second); returns the last scrape.
+fn metrics_when(ns: &Netns, name: &str, want: f64) -> BTreeMap<String, f64> {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let m = metrics(&ns.http_get("/metrics"));
+        if m.get(name).copied().unwrap_or(-1.0) >= want {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never reached {want}: {m:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn read_records(p: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(p).unwrap_or_default();
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "partial last line in {}",
+        p.display()
+    );
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {e}: {l}")))
+        .collect()
+}
+
+/// Ethernet captures with TLS, QUIC, DNS and a GRE tunnel, no two reusing a
+/// flow's addresses and ports.
+fn captures() -> Vec<PathBuf> {
+    let mut v = vec![repo().join("pcaps/demo.pcap")];
+    if let Some(c) = corpus() {
+        for f in [
+            "arkime/tests/pcap/gre-sample.pcap",
+            "zeek/testing/btest/Traces/tls/tls13draft16-chrome55.0.2879.0-canary.pcap",
+            "zeek/testing/btest/Traces/dns-https.pcap",
+        ] {
+            if c.join(f).exists() {
+                v.push(c.join(f));
+            }
+        }
+    }
+    v
+}
+
+/// Big flow timeouts, so the pcaps' own time gaps (years between the joined
+/// captures) and the replay's compressed timing end no flow differently.
+const LONG_TIMEOUTS: &str = "tcp_timeout = \"1d\"\nudp_timeout = \"1d\"\n\
+    other_timeout = \"1d\"\ntcp_closed_timeout = \"1d\"\nactive_timeout = \"7d\"";
+
+/// A flow record without what depends on when packets arrived: times, the
+/// timing profile, the flow id (derived from the start time) and the
+/// termination of flows still open at the end (checked separately).
+fn timeless(r: &Value) -> String {
+    let mut r = r.clone();
+    if let Some(o) = r.as_object_mut() {
+        o.remove("@timestamp");
+    }
+    if let Some(e) = r["event"].as_object_mut() {
+        for k in ["start", "end", "duration"] {
+            e.remove(k);
+        }
+    }
+    if let Some(f) = r["nightjar"]["flow"].as_object_mut() {
+        for k in ["profile", "id", "termination"] {
+            f.remove(k);
+        }
+    }
+    r.to_string()
+}
+
+fn flows(recs: &[Value]) -> Vec<&Value> {
+    recs.iter()
+        .filter(|r| dataset(r) == "nightjar.flow")
+        .collect()
+}
+
+fn stats(recs: &[Value]) -> &Value {
+    recs.iter()
+        .rev()
+        .find(|r| dataset(r) == "nightjar.stats")
+        .expect("a nightjar.stats record")
+}
+
+fn live_equals_replay(workers: usize, test: &str) {
+    if !can_run(test) {
+        return;
+    }
+    let ns = Netns::new(&format!("e{workers}"));
+    let cfg = ns.config(workers, LONG_TIMEOUTS);
+    let files = captures();
+    let d = Daemon::start(&ns, &cfg);
+    wait_child(ns.replay(&files, &["--topspeed"]));
+
+    // Every frame arrives; the metrics say so and agree with the records below.
+    let offline = run(
+        &[
+            &["replay", "--quiet", "--config", cfg.to_str().unwrap()][..],
+            &files
+                .iter()
+                .map(|f| f.to_str().unwrap())
+                .collect::<Vec<_>>()[..],
+        ]
+        .concat(),
+        LIMIT,
+    );
+    assert!(offline.status.success());
+    let offline = records(&offline);
+    let want_packets = stats(&offline)["nightjar"]["stats"]["packets"]
+        .as_f64()
+        .unwrap();
+    let iface = format!("{{interface=\"{}\"}}", ns.rx_if);
+    let m = metrics_when(&ns, &format!("nightjar_packets_total{iface}"), want_packets);
+    // The fanout spread the flows over every worker.
+    for w in 0..workers {
+        let k = format!(
+            "nightjar_worker_packets_total{{interface=\"{}\",worker=\"{w}\"}}",
+            ns.rx_if
+        );
+        assert!(m[&k] > 0.0, "worker {w} got no packets: {m:?}");
+    }
+    let health = ns.http_get("/healthz");
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
+        "{health}"
+    );
+
+    let (status, log) = d.stop();
+    assert!(status.success(), "nightjar run exited {status:?}: {log:?}");
+    let live = read_records(&ns.out());
+
+    // Flows, counters and fingerprints are the replay's.
+    let mut a: Vec<String> = flows(&offline).into_iter().map(timeless).collect();
+    let mut b: Vec<String> = flows(&live).into_iter().map(timeless).collect();
+    a.sort();
+    b.sort();
+    assert!(a.len() >= 5, "too few flows to compare: {}", a.len());
+    assert_eq!(a, b, "live flows differ from the replay's");
+    // Flows still open at SIGTERM end as "shutdown"; the replay ended them by
+    // its own clock (idle timeout, FIN/RST or end of input), never otherwise.
+    for f in flows(&live) {
+        let t = f["nightjar"]["flow"]["termination"].as_str().unwrap();
+        assert!(
+            ["shutdown", "fin", "rst"].contains(&t),
+            "live termination {t}"
+        );
+    }
+
+    // The metrics scraped after the traffic agree with the records.
+    let s = &stats(&live)["nightjar"]["stats"];
+    assert_eq!(
+        m[&format!("nightjar_packets_total{iface}")],
+        s["packets"].as_f64().unwrap()
+    );
+    assert_eq!(
+        m[&format!("nightjar_bytes_total{iface}")],
+        s["wire_bytes"].as_f64().unwrap()
+    );
+    assert_eq!(m["nightjar_flows_created_total"], flows(&live).len() as f64);
+    assert_eq!(m["nightjar_flows_active"], flows(&live).len() as f64);
+    assert_eq!(m[&format!("nightjar_kernel_drops_total{iface}")], 0.0);
+    assert_eq!(m["nightjar_queue_drops_total{stage=\"correlator\"}"], 0.0);
+    assert_eq!(
+        m[&format!("nightjar_capture_workers{iface}")],
+        workers as f64
+    );
+    let state = std::fs::read_to_string(ns.dir.join("state/last-run.json")).unwrap();
+    let state: Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["records_written"].as_u64(), Some(live.len() as u64));
+}
+
+#[test]
+fn live_one_worker_equals_replay() {
+    live_equals_replay(1, "live_one_worker_equals_replay");
+}
+
+#[test]
+fn live_fanout_two_workers_equals_replay() {
+    live_equals_replay(2, "live_fanout_two_workers_equals_replay");
+}
+
+#[test]
+fn sigterm_during_traffic_loses_no_flow() {
+    let test = "sigterm_during_traffic_loses_no_flow";
+    if !can_run(test) {
+        return;
+    }
+    let ns = Netns::new("t");
+    let cfg = ns.config(2, LONG_TIMEOUTS);
+    let d = Daemon::start(&ns, &cfg);
+    // Slow enough that SIGTERM lands while packets are still arriving.
+    let files = captures();
+    let mut sender = ns.replay(&files, &["--pps", "50"]);
+    let iface = format!("{{interface=\"{}\"}}", ns.rx_if);
+    metrics_when(&ns, &format!("nightjar_packets_total{iface}"), 20.0);
+    let (status, log) = d.stop();
+    let _ = sender.kill();
+    let _ = sender.wait();
+    assert!(status.success(), "nightjar run exited {status:?}: {log:?}");
+    let live = read_records(&ns.out());
+    let s = &stats(&live)["nightjar"]["stats"];
+    let total: u64 = flows(&live)
+        .iter()
+        .map(|f| f["network"]["packets"].as_u64().unwrap())
+        .sum();
+    // Every flow created became a record, and every keyed packet is in one.
+    assert!(s["flows"]["created"].as_u64().unwrap() > 0);
+    assert_eq!(
+        s["flows"]["created"].as_u64().unwrap(),
+        flows(&live).len() as u64
+    );
+    let anomalies: u64 = s["decode_anomalies"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0);
+    assert_eq!(
+        total + anomalies + s["unkeyed_packets"].as_u64().unwrap(),
+        s["packets"].as_u64().unwrap()
+    );
+    assert!(flows(&live)
+        .iter()
+        .any(|f| f["nightjar"]["flow"]["termination"] == "shutdown"));
+}
+
+#[test]
+fn sighup_after_mv_continues_into_a_new_file() {
+    let test = "sighup_after_mv_continues_into_a_new_file";
+    if !can_run(test) {
+        return;
+    }
+    let ns = Netns::new("h");
+    // Short timeouts: flows end (and are written) while the daemon runs.
+    let cfg = ns.config(
+        1,
+        "tcp_timeout = \"1s\"\nudp_timeout = \"1s\"\nother_timeout = \"1s\"\ntcp_closed_timeout = \"1s\"",
+    );
+    let mut d = Daemon::start(&ns, &cfg);
+    let first = vec![repo().join("pcaps/demo.pcap")];
+    wait_child(ns.replay(&first, &["--topspeed"]));
+    metrics_when(&ns, "nightjar_records_written_total", 1.0);
+    let rotated = ns.dir.join("out.json.1");
+    std::fs::rename(ns.out(), &rotated).unwrap();
+    d.signal("HUP");
+    d.wait_for("SIGHUP: reopening output");
+    // The reopen is done once the new file exists.
+    let deadline = Instant::now() + LIMIT;
+    while !ns.out().exists() {
+        assert!(Instant::now() < deadline, "no new output file after SIGHUP");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_child(ns.replay(&first, &["--topspeed"]));
+    // Stop only once the second copy has been read from the ring.
+    let offline = run(&["replay", "--quiet", first[0].to_str().unwrap()], LIMIT);
+    let per_copy = stats(&records(&offline))["nightjar"]["stats"]["packets"]
+        .as_f64()
+        .unwrap();
+    let iface = format!("{{interface=\"{}\"}}", ns.rx_if);
+    metrics_when(
+        &ns,
+        &format!("nightjar_packets_total{iface}"),
+        2.0 * per_copy,
+    );
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log:?}");
+    let old = read_records(&rotated);
+    let new = read_records(&ns.out());
+    assert!(
+        !flows(&old).is_empty(),
+        "nothing written before the rotation"
+    );
+    assert!(
+        !flows(&new).is_empty(),
+        "nothing written after the rotation"
+    );
+    // The stats record (written at shutdown) went to the new file.
+    assert!(new.iter().any(|r| dataset(r) == "nightjar.stats"));
+    let s = &stats(&new)["nightjar"]["stats"];
+    assert_eq!(
+        s["flows"]["created"].as_u64().unwrap(),
+        (flows(&old).len() + flows(&new).len()) as u64
+    );
+}
+
+#[test]
+fn drops_to_the_configured_user_without_capabilities() {
+    let test = "drops_to_the_configured_user_without_capabilities";
+    if !can_run(test) {
+        return;
+    }
+    let Some(nobody) = std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .and_then(|l| l.split(':').nth(2).map(str::to_string))
+    else {
+        return eprintln!("SKIPPED {test}: no user \"nobody\" to switch to");
+    };
+    let ns = Netns::new("p");
+    let cfg = ns.config(2, LONG_TIMEOUTS);
+    let text = std::fs::read_to_string(&cfg).unwrap() + "[daemon]\nuser = \"nobody\"\n";
+    std::fs::write(&cfg, text).unwrap();
+    // The unprivileged user writes the output and the state.
+    sh(&["chown", "-R", &nobody, ns.dir.to_str().unwrap()]);
+    let d = Daemon::start(&ns, &cfg);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l[name.len()..].split_whitespace().collect::<Vec<_>>())
+            .unwrap()
+    };
+    assert!(field("Uid:").iter().all(|u| *u == nobody), "{status}");
+    for set in ["CapEff:", "CapPrm:", "CapInh:", "CapAmb:", "CapBnd:"] {
+        assert_eq!(field(set), ["0000000000000000"], "{set} {status}");
+    }
+    assert_eq!(field("NoNewPrivs:"), ["1"]);
+    // Capture still works on the sockets opened before the switch.
+    wait_child(ns.replay(&[repo().join("pcaps/demo.pcap")], &["--topspeed"]));
+    let iface = format!("{{interface=\"{}\"}}", ns.rx_if);
+    metrics_when(&ns, &format!("nightjar_packets_total{iface}"), 47.0);
+    let (st, log) = d.stop();
+    assert!(st.success(), "{log:?}");
+    assert!(flows(&read_records(&ns.out())).len() >= 5);
+}
+
+#[test]
+fn tells_systemd_ready_and_feeds_the_watchdog() {
+    let test = "tells_systemd_ready_and_feeds_the_watchdog";
+    if !can_run(test) {
+        return;
+    }
+    let ns = Netns::new("n");
+    let cfg = ns.config(1, LONG_TIMEOUTS);
+    let sock_path = ns.dir.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(LIMIT)).unwrap();
+    let d = Daemon::start_with(
+        &ns,
+        &cfg,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
+    );
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !got.iter().any(|m: &String| m == "WATCHDOG=1") {
+        let n = sock.recv(&mut buf).expect("a notification from nightjar");
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(
+        got[0].starts_with("READY=1\nSTATUS=capturing on "),
+        "{got:?}"
+    );
+    let (status, _) = d.stop();
+    assert!(status.success());
+    let mut last = String::new();
+    while last != "STOPPING=1" {
+        let n = sock.recv(&mut buf).expect("STOPPING=1 from nightjar");
+        last = String::from_utf8_lossy(&buf[..n]).into_owned();
+    }
+}
