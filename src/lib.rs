@@ -17,3 +17,4 @@ pub mod observation;
 pub mod output;
 pub mod pipeline;
 pub mod proto;
+pub mod scenario;

@@ -4,7 +4,10 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use nightjar::config::{Config, OutputPath};
-use nightjar::correlate::{Correlator, CorrelatorOptions};
+use nightjar::correlate::baseline::Baselines;
+use nightjar::correlate::detect::DetectConfig;
+use nightjar::correlate::evidence::{EvidenceOptions, DEFAULT_QUOTA_BYTES};
+use nightjar::correlate::{AnalysisOptions, Correlator, CorrelatorOptions};
 use nightjar::output::Sink;
 use nightjar::pipeline::replay::{replay, ReplayOptions};
 use std::path::PathBuf;
@@ -89,6 +92,14 @@ struct ReplayArgs {
     /// App catalog: a TOML/JSON file or a directory of them (docs/mdm.md).
     #[arg(long)]
     catalog: Option<PathBuf>,
+    /// AN1717 baselines (JSON): loaded if the file exists, saved at the end of the
+    /// replay (needs --inventory, --events or --catalog).
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Write an evidence bundle per AN1717 alert into this directory (needs
+    /// --inventory, --events or --catalog).
+    #[arg(long)]
+    evidence_dir: Option<PathBuf>,
     /// No progress line on stderr, even on a terminal.
     #[arg(long)]
     quiet: bool,
@@ -216,11 +227,34 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         Some(p) => nightjar::correlate::identity::load_feed(p)?,
         None => Vec::new(),
     };
+    // Attribution and AN1717 run when there is anything to attribute with.
+    let mdm_given = inventory.is_some() || catalog.is_some() || !events.is_empty();
+    anyhow::ensure!(
+        mdm_given || (args.baseline.is_none() && args.evidence_dir.is_none()),
+        "--baseline and --evidence-dir need --inventory, --events or --catalog"
+    );
+    let analysis = if mdm_given {
+        let baselines = match &args.baseline {
+            Some(p) if p.exists() => Some(Baselines::load(p)?),
+            _ => None,
+        };
+        Some(AnalysisOptions {
+            baselines,
+            detect: DetectConfig::default(),
+            evidence: args.evidence_dir.as_ref().map(|d| EvidenceOptions {
+                dir: d.clone(),
+                quota_bytes: DEFAULT_QUOTA_BYTES,
+            }),
+        })
+    } else {
+        None
+    };
     let mut correlator = Correlator::new(CorrelatorOptions {
         dns_records: cfg.output.dns_records,
         inventory,
         static_identities: cfg.identity_static.clone(),
         feed,
+        analysis,
     })
     .with_mdm(events, catalog);
     let opts = ReplayOptions {
@@ -232,6 +266,9 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
     let report = replay(&opts, &mut correlator, &mut sink).context("replay failed")?;
     correlator.finish(&report, &mut sink)?;
     sink.flush()?;
+    if let (Some(path), Some(b)) = (&args.baseline, correlator.baselines()) {
+        b.save(path)?;
+    }
     if let Some(e) = &report.error {
         eprintln!("nightjar: {e}");
         return Ok(ExitCode::FAILURE);

@@ -269,6 +269,8 @@ fn flatten<'a>(
 /// One run of the binary.
 struct Replay {
     label: String,
+    /// Flags before the captures (MDM inputs).
+    flags: Vec<String>,
     args: Vec<PathBuf>,
     config: Option<PathBuf>,
     /// The capture is broken on purpose: the run fails, after writing its records.
@@ -294,6 +296,7 @@ fn replay(r: &Replay, schema: &Schema, obs: &mut Observed) {
     if let Some(c) = &r.config {
         cmd.arg("--config").arg(c);
     }
+    cmd.args(&r.flags);
     let out = match cmd.args(&r.args).output() {
         Ok(o) => o,
         Err(e) => {
@@ -406,6 +409,7 @@ fn observed() -> &'static Observed {
         for p in local {
             replays.push(Replay {
                 label: p.strip_prefix(&root).unwrap_or(&p).display().to_string(),
+                flags: Vec::new(),
                 args: vec![p],
                 config: None,
                 expect_failure: false,
@@ -414,8 +418,28 @@ fn observed() -> &'static Observed {
 
         let truncated = tmp.join("truncated.pcap");
         std::fs::write(&truncated, truncated_capture()).expect("write truncated capture");
+        // The AN1717 demo with its MDM inputs: device, app, alert, coverage and
+        // governance fields, evidence bundles.
+        let demo = root.join("config/demo");
+        replays.push(Replay {
+            label: "pcaps/demo-an1717.pcap with config/demo".into(),
+            flags: vec![
+                "--inventory".into(),
+                demo.join("inventory.json").display().to_string(),
+                "--events".into(),
+                demo.join("events.ndjson").display().to_string(),
+                "--catalog".into(),
+                demo.join("catalog.json").display().to_string(),
+                "--evidence-dir".into(),
+                tmp.join("evidence").display().to_string(),
+            ],
+            args: vec![root.join("pcaps/demo-an1717.pcap")],
+            config: None,
+            expect_failure: false,
+        });
         replays.push(Replay {
             label: "truncated capture".into(),
+            flags: Vec::new(),
             args: vec![truncated],
             config: None,
             expect_failure: true,
@@ -434,6 +458,7 @@ fn observed() -> &'static Observed {
         .expect("write config");
         replays.push(Replay {
             label: "pcaps/dhcp-dns-tls.pcap with inventory and identity feed".into(),
+            flags: Vec::new(),
             args: vec![root.join("pcaps/dhcp-dns-tls.pcap")],
             config: Some(identity),
             expect_failure: false,
@@ -445,6 +470,7 @@ fn observed() -> &'static Observed {
             for file in CORPUS {
                 replays.push(Replay {
                     label: format!("corpus/{file}"),
+                    flags: Vec::new(),
                     args: vec![corpus.join(file)],
                     config: None,
                     expect_failure: false,
@@ -454,6 +480,7 @@ fn observed() -> &'static Observed {
             std::fs::write(&config, SHORT_TIMEOUTS).expect("write config");
             replays.push(Replay {
                 label: format!("corpus/{INTERIM_CAPTURE} with short timeouts"),
+                flags: Vec::new(),
                 args: vec![corpus.join(INTERIM_CAPTURE)],
                 config: Some(config),
                 expect_failure: false,

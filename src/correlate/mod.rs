@@ -3,16 +3,23 @@
 //! It owns the state that spans flows: the DNS resolution cache (names for
 //! flows without SNI), the device identity table (which device a client
 //! address or MAC was at a flow's start), the encrypted-DNS blind spots per
-//! device and, as later stages join, app attribution. It does no I/O except
-//! through the sink it is handed.
+//! device, and (with MDM inputs) app attribution, AN1717 detection, coverage and
+//! governance through the [`detect::Detector`]. It does no I/O except through the
+//! sink it is handed (and the evidence writer, when `--evidence-dir` is given).
 //!
 //! Observations arrive in packet-time order; identity feed lines handed over at
 //! start (replay's `--identity` file) are merged into that order by their `ts`.
 //! Flows arrive at their end and are resolved at their start time.
 
+pub mod attribution;
+pub mod baseline;
 pub mod blind_spot;
+pub mod coverage;
+pub mod detect;
 pub mod dns_cache;
+pub mod evidence;
 pub mod identity;
+pub mod timeline;
 
 use crate::mdm::{Catalog, LifecycleEvent};
 use crate::observation::Observation;
@@ -23,7 +30,7 @@ use crate::pipeline::stats::linktype_name;
 use blind_spot::BlindSpot;
 use dns_cache::{CachedName, DnsCache};
 use identity::{FeedEntry, Identity, IdentityTable, StaticIdentity};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -42,6 +49,37 @@ pub struct CorrelatorOptions {
     /// Identity feed lines known up front (a file), sorted by time; applied as the
     /// observation stream reaches their `ts`.
     pub feed: Vec<FeedEntry>,
+    /// App attribution and AN1717 detection (with MDM inputs); the detector starts
+    /// in [`Correlator::with_mdm`], which hands it the events and the catalog.
+    pub analysis: Option<AnalysisOptions>,
+}
+
+/// What attribution and detection run with, besides the MDM inputs.
+#[derive(Default)]
+pub struct AnalysisOptions {
+    /// Baselines loaded from `--baseline` (else they start empty).
+    pub baselines: Option<baseline::Baselines>,
+    pub detect: detect::DetectConfig,
+    /// `--evidence-dir`: write a bundle per alert.
+    pub evidence: Option<evidence::EvidenceOptions>,
+}
+
+/// Sets a dotted path inside a JSON object, creating objects on the way.
+fn put_path(v: &mut Value, path: &str, value: Value) {
+    let mut cur = v;
+    let mut parts = path.split('.').peekable();
+    while let Some(p) = parts.next() {
+        let Some(obj) = cur.as_object_mut() else {
+            return;
+        };
+        if parts.peek().is_none() {
+            obj.insert(p.to_string(), value);
+            return;
+        }
+        cur = obj
+            .entry(p.to_string())
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    }
 }
 
 /// What the correlator adds to a flow record.
@@ -74,7 +112,11 @@ pub struct Correlator {
     /// Lifecycle events (`--events`), sorted by `ts` then id; read by detection.
     mdm_events: Vec<LifecycleEvent>,
     /// The app catalog (`--catalog`); read by attribution and detection.
-    catalog: Option<Catalog>,
+    catalog: Option<Arc<Catalog>>,
+    detector: Option<detect::Detector>,
+    evidence: Option<evidence::EvidenceWriter>,
+    alert_records: u64,
+    coverage_records: u64,
 }
 
 impl Correlator {
@@ -94,6 +136,10 @@ impl Correlator {
             dhcp_messages: 0,
             mdm_events: Vec::new(),
             catalog: None,
+            detector: None,
+            evidence: None,
+            alert_records: 0,
+            coverage_records: 0,
         }
     }
 
@@ -114,8 +160,44 @@ impl Correlator {
     ) -> Correlator {
         events.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.id.cmp(&b.id)));
         self.mdm_events = events;
-        self.catalog = catalog;
+        self.catalog = catalog.map(Arc::new);
+        if let Some(a) = self.opts.analysis.take() {
+            let inventory = self.opts.inventory.clone().unwrap_or_default();
+            let catalog = self
+                .catalog
+                .clone()
+                .unwrap_or_else(|| Arc::new(crate::mdm::CatalogBuilder::new().build()));
+            self.detector = Some(detect::Detector::new(
+                a.detect,
+                inventory,
+                catalog,
+                self.mdm_events.clone(),
+                a.baselines,
+                a.evidence.is_some(),
+            ));
+            self.evidence = a.evidence.map(evidence::EvidenceWriter::new);
+        }
         self
+    }
+
+    /// The baselines as they stand (to save after a replay).
+    pub fn baselines(&self) -> Option<&baseline::Baselines> {
+        self.detector.as_ref().map(detect::Detector::baselines)
+    }
+
+    fn write_alerts(
+        &mut self,
+        alerts: Vec<detect::AlertOut>,
+        sink: &mut Sink,
+    ) -> Result<(), SinkError> {
+        for a in alerts {
+            self.alert_records += 1;
+            if let Some(ev) = self.evidence.as_mut() {
+                ev.write(&a);
+            }
+            sink.write(&a.record)?;
+        }
+        Ok(())
     }
 
     /// The lifecycle events, sorted by `ts`.
@@ -125,7 +207,7 @@ impl Correlator {
 
     /// The app catalog, when one was loaded.
     pub fn catalog(&self) -> Option<&Catalog> {
-        self.catalog.as_ref()
+        self.catalog.as_deref()
     }
 
     pub fn handle(&mut self, obs: Observation, sink: &mut Sink) -> Result<(), SinkError> {
@@ -168,11 +250,34 @@ impl Correlator {
                         self.count_blind_spot(&id, f.client_ip, b);
                     }
                 }
+                let device = id.device_id.clone();
+                let method = id.method.as_str();
                 ctx.identity = Some(id);
                 self.flow_records += 1;
-                sink.write(&flow_record(&f, &ctx))
+                let mut record = flow_record(&f, &ctx);
+                let Some(det) = self.detector.as_mut() else {
+                    return sink.write(&record);
+                };
+                let input = detect::FlowInput {
+                    summary: &f,
+                    domain: ctx.domain.as_deref(),
+                    domain_source: ctx.domain_source,
+                    device_id: device.as_deref(),
+                    identity_method: Some(method),
+                };
+                let (attribution, alerts) =
+                    det.on_flow(&input, self.evidence.is_some().then_some(&record));
+                if let Ok(app) = serde_json::to_value(&attribution) {
+                    put_path(&mut record, "nightjar.app", app);
+                }
+                sink.write(&record)?;
+                self.write_alerts(alerts, sink)
             }
             Observation::Dns(d) => {
+                if let Some(det) = self.detector.as_mut() {
+                    let alerts = det.advance(d.ts_ns);
+                    self.write_alerts(alerts, sink)?;
+                }
                 if d.message.is_response {
                     for r in &d.message.resolved_ips {
                         self.dns
@@ -187,6 +292,10 @@ impl Correlator {
             }
             Observation::Dhcp(d) => {
                 self.dhcp_messages += 1;
+                if let Some(det) = self.detector.as_mut() {
+                    let alerts = det.advance(d.ts_ns);
+                    self.write_alerts(alerts, sink)?;
+                }
                 self.identity.apply_dhcp(d.ts_ns, d.src_mac, &d.message);
                 Ok(())
             }
@@ -219,6 +328,22 @@ impl Correlator {
     /// Writes the end-of-run `nightjar.stats` record.
     pub fn finish(&mut self, report: &ReplayReport, sink: &mut Sink) -> Result<(), SinkError> {
         self.release_feed(u64::MAX);
+        let mut analysis_stats = None;
+        if let Some(det) = self.detector.as_mut() {
+            let (alerts, records) = det.finish(report.data.last_ts_ns);
+            self.write_alerts(alerts, sink)?;
+            for r in records {
+                if r.pointer("/event/dataset").and_then(Value::as_str) == Some("nightjar.coverage")
+                {
+                    self.coverage_records += 1;
+                }
+                sink.write(&r)?;
+            }
+            analysis_stats = self
+                .detector
+                .as_ref()
+                .map(|d| (d.stats.clone(), d.attribution_stats().clone()));
+        }
         let d = &report.data;
         let f = &report.flows;
         let secs = report.elapsed.as_secs_f64();
@@ -256,6 +381,15 @@ impl Correlator {
             "nightjar.stats.mdm.catalog_apps",
             self.catalog.as_ref().map_or(0, |c| c.apps().len()),
         );
+        if let Some((ds, at)) = &analysis_stats {
+            r.put("nightjar.stats.records.alert", self.alert_records);
+            r.put("nightjar.stats.records.coverage", self.coverage_records);
+            r.put_ser("nightjar.stats.detect", ds);
+            r.put_ser("nightjar.stats.attribution", at);
+            if let Some(ev) = &self.evidence {
+                r.put_ser("nightjar.stats.evidence", &ev.stats);
+            }
+        }
         r.put("nightjar.stats.dns_cache.entries", self.dns.len());
         r.put("nightjar.stats.dns_cache.evicted", self.dns.evicted);
         let c = &self.identity.counters;
