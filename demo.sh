@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the nightjar demo: builds the sensor and replays the shipped demo
-# capture. Building needs libpcap's development package (live capture links
+# Runs the nightjar demo: builds the sensor and replays the shipped AN1717
+# demo capture with its MDM inventory, lifecycle events and app catalog. Building needs libpcap's development package (live capture links
 # libpcap); if it is missing, this installs it with apt-get first, saying so.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -11,4 +11,5 @@ if [ ! -e /usr/include/pcap/pcap.h ]; then
     DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq libpcap-dev
 fi
 cargo build --release --quiet
-exec target/release/nightjar replay --quiet pcaps/demo.pcap
+exec target/release/nightjar replay --quiet --inventory config/demo/inventory.json \
+    --events config/demo/events.ndjson --catalog config/demo/catalog.json pcaps/demo-an1717.pcap
