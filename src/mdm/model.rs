@@ -131,6 +131,25 @@ pub struct Device {
     pub user: Option<String>,
 }
 
+impl Device {
+    /// A device known only by its id; every other field unknown.
+    pub fn with_id(id: impl Into<String>) -> Device {
+        Device {
+            id: id.into(),
+            udid: None,
+            serial: None,
+            mdm_ids: BTreeMap::new(),
+            wifi_mac: None,
+            model: None,
+            os_version: None,
+            supervised: None,
+            ownership: Ownership::Unknown,
+            groups: Vec::new(),
+            user: None,
+        }
+    }
+}
+
 /// One app installed on one device.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstalledApp {
@@ -371,19 +390,7 @@ mod tests {
     use super::*;
 
     fn device(id: &str) -> Device {
-        Device {
-            id: id.into(),
-            udid: None,
-            serial: None,
-            mdm_ids: BTreeMap::new(),
-            wifi_mac: None,
-            model: None,
-            os_version: None,
-            supervised: None,
-            ownership: Ownership::Unknown,
-            groups: Vec::new(),
-            user: None,
-        }
+        Device::with_id(id)
     }
 
     fn app(bundle: &str) -> InstalledApp {

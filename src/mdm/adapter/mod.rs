@@ -476,22 +476,9 @@ pub fn wall_clock_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mdm::Ownership;
 
     pub(crate) fn device(id: &str) -> Device {
-        Device {
-            id: id.into(),
-            udid: None,
-            serial: None,
-            mdm_ids: BTreeMap::new(),
-            wifi_mac: None,
-            model: None,
-            os_version: None,
-            supervised: None,
-            ownership: Ownership::Unknown,
-            groups: Vec::new(),
-            user: None,
-        }
+        Device::with_id(id)
     }
 
     fn app(b: &str) -> InstalledApp {
