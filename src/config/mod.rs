@@ -50,6 +50,7 @@ struct Raw {
     mdm: RawMdm,
     identity: RawIdentity,
     daemon: RawDaemon,
+    fleet: crate::fleet::config::RawFleet,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,6 +247,8 @@ pub struct Config {
     /// `[daemon] user`: the account `nightjar run` switches to after opening
     /// capture (None: stay the invoking user, still dropping capabilities).
     pub daemon_user: Option<String>,
+    /// `[fleet]`: role (all, sensor, correlator) and the Kafka cluster.
+    pub fleet: crate::fleet::config::FleetConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -544,6 +547,9 @@ impl Config {
             });
         }
 
+        let fleet = crate::fleet::config::FleetConfig::from_raw(&raw.fleet)
+            .map_err(|(key, m)| invalid(key, m))?;
+
         Ok(Config {
             capture: CaptureConfig {
                 interfaces: c.interfaces.clone(),
@@ -572,6 +578,7 @@ impl Config {
                 let u = raw.daemon.user.trim();
                 (!u.is_empty()).then(|| u.to_string())
             },
+            fleet,
         })
     }
 }

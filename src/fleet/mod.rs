@@ -1,0 +1,9 @@
+//! Fleet deployment: the observation stream between sensors and correlators.
+//!
+//! DESIGN.md keeps the boundary between the data plane and the correlator a
+//! stream of serializable observations; this module owns what crosses it when
+//! the two run in different processes: the `[fleet]` configuration and the
+//! versioned wire format of an observation (docs/fleet.md).
+
+pub mod config;
+pub mod wire;
