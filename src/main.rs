@@ -8,6 +8,8 @@ use nightjar::correlate::baseline::Baselines;
 use nightjar::correlate::detect::DetectConfig;
 use nightjar::correlate::evidence::{EvidenceOptions, DEFAULT_QUOTA_BYTES};
 use nightjar::correlate::{AnalysisOptions, Correlator, CorrelatorOptions};
+use nightjar::fleet::config::Role;
+use nightjar::fleet::sensor::{KeyOptions, Publisher};
 use nightjar::output::Sink;
 use nightjar::pipeline::replay::{replay, ReplayOptions};
 use std::path::PathBuf;
@@ -39,6 +41,9 @@ enum Command {
         #[arg(long, default_value = "/etc/nightjar/nightjar.toml")]
         config: PathBuf,
     },
+    /// Fleet correlator (`[fleet] role = "correlator"`): consume observations from
+    /// Kafka with the consumer group, write records to the output and the records topic.
+    Correlate(CorrelateArgs),
     /// Validate a configuration file and print what is wrong, one line each.
     CheckConfig {
         /// Configuration file (TOML).
@@ -105,6 +110,33 @@ struct ReplayArgs {
     quiet: bool,
 }
 
+#[derive(clap::Args)]
+struct CorrelateArgs {
+    /// Configuration file (TOML): `[fleet]` names the brokers, topics and group.
+    #[arg(long, default_value = "/etc/nightjar/nightjar.toml")]
+    config: PathBuf,
+    /// Write records to this file (appended) instead of `[output] path`.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// MDM inventory JSON. Overrides `[mdm] inventory`.
+    #[arg(long)]
+    inventory: Option<PathBuf>,
+    /// Identity feed NDJSON. Overrides `[identity] feed`.
+    #[arg(long)]
+    identity: Option<PathBuf>,
+    /// Lifecycle events (NDJSON). Overrides `[mdm] events`.
+    #[arg(long)]
+    events: Option<PathBuf>,
+    /// App catalog file or directory. Overrides `[mdm] catalog`.
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// Stop once every assigned partition is read to its end and nothing arrived
+    /// for this long (e.g. "5s"), writing the end-of-run records; default: run until
+    /// SIGTERM/SIGINT.
+    #[arg(long)]
+    until_idle: Option<String>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -112,6 +144,7 @@ fn main() -> ExitCode {
         Command::Mdm {
             command: MdmCommand::Sync { config, output },
         } => mdm_sync(&config, output.as_deref()),
+        Command::Correlate(args) => run_correlate(args),
         Command::CheckConfig { config } => check_config(&config),
         Command::Run { config } => run_daemon(&config),
     };
@@ -227,6 +260,42 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         Some(p) => nightjar::correlate::identity::load_feed(p)?,
         None => Vec::new(),
     };
+    let opts = ReplayOptions {
+        inputs: args.pcaps.clone(),
+        workers: cfg.capture.workers,
+        flow: cfg.flow.clone(),
+        progress: !args.quiet,
+    };
+    match cfg.fleet.role {
+        Role::All => {}
+        Role::Correlator => anyhow::bail!(
+            "[fleet] role = \"correlator\" reads observations from Kafka: use `nightjar correlate`"
+        ),
+        Role::Sensor => {
+            let keys = KeyOptions {
+                inventory,
+                static_identities: cfg.identity_static.clone(),
+                feed,
+            };
+            let mut publisher = Publisher::new(&cfg.fleet, keys)?;
+            let report = replay(&opts, &mut publisher, &mut sink).context("replay failed")?;
+            let st = publisher.finish();
+            eprintln!(
+                "nightjar: sensor: {} observations, {} delivered, {} produce errors, {} spooled ({} bytes left), {} dropped",
+                st.observations,
+                st.delivered,
+                st.produce_errors,
+                st.spool.spooled,
+                st.spool_bytes,
+                st.spool.dropped_full + st.spool.dropped_io + st.encode_errors
+            );
+            if let Some(e) = &report.error {
+                eprintln!("nightjar: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     // Attribution and AN1717 run when there is anything to attribute with.
     let mdm_given = inventory.is_some() || catalog.is_some() || !events.is_empty();
     anyhow::ensure!(
@@ -257,12 +326,6 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         analysis,
     })
     .with_mdm(events, catalog);
-    let opts = ReplayOptions {
-        inputs: args.pcaps,
-        workers: cfg.capture.workers,
-        flow: cfg.flow.clone(),
-        progress: !args.quiet,
-    };
     let report = replay(&opts, &mut correlator, &mut sink).context("replay failed")?;
     correlator.finish(&report, &mut sink)?;
     sink.flush()?;
@@ -273,5 +336,110 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         eprintln!("nightjar: {e}");
         return Ok(ExitCode::FAILURE);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_correlate(args: CorrelateArgs) -> Result<ExitCode> {
+    use nightjar::fleet::correlator::{consume, ConsumeOptions};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let cfg = Config::load(&args.config)?;
+    anyhow::ensure!(
+        cfg.fleet.role == Role::Correlator,
+        "{}: [fleet] role is not \"correlator\"",
+        args.config.display()
+    );
+    let until_idle = match &args.until_idle {
+        Some(s) => Some(
+            nightjar::config::parse_duration(s)
+                .map_err(|m| anyhow::anyhow!("--until-idle: {m}"))?,
+        ),
+        None => None,
+    };
+    let events = match args.events.as_ref().or(cfg.mdm.events.as_ref()) {
+        Some(p) => nightjar::mdm::load_events(p)?,
+        None => Vec::new(),
+    };
+    let catalog_path = args.catalog.or(cfg.mdm.catalog.clone());
+    if let Some(p) = &catalog_path {
+        nightjar::mdm::load_catalog(p)?;
+    }
+    let inventory = match args.inventory.as_ref().or(cfg.mdm.inventory.as_ref()) {
+        Some(p) => Some(std::sync::Arc::new(nightjar::mdm::load_inventory(p)?)),
+        None => None,
+    };
+    let feed = match args.identity.as_ref().or(cfg.identity_feed.as_ref()) {
+        Some(p) => nightjar::correlate::identity::load_feed(p)?,
+        None => Vec::new(),
+    };
+    let sink = match (&args.output, &cfg.output.path) {
+        (Some(p), _) | (None, OutputPath::File(p)) => Sink::file(p)?,
+        (None, OutputPath::Stdout) => Sink::stdout(),
+    };
+    let mdm_given = inventory.is_some() || catalog_path.is_some() || !events.is_empty();
+    let dns_records = cfg.output.dns_records;
+    let statics = cfg.identity_static.clone();
+    let make = move || {
+        let analysis = mdm_given.then(|| AnalysisOptions {
+            baselines: None,
+            detect: DetectConfig::default(),
+            evidence: None,
+        });
+        // Loaded and checked above: a failure here (the file changed) runs without it.
+        let catalog = catalog_path
+            .as_ref()
+            .and_then(|p| nightjar::mdm::load_catalog(p).ok());
+        Correlator::new(CorrelatorOptions {
+            dns_records,
+            inventory: inventory.clone(),
+            static_identities: statics.clone(),
+            feed: feed.clone(),
+            analysis,
+        })
+        .with_mdm(events.clone(), catalog)
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                else {
+                    return;
+                };
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            });
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    let stats = consume(
+        &cfg.fleet,
+        ConsumeOptions {
+            make_correlator: Box::new(make),
+            stop,
+            until_idle,
+            finish: true,
+        },
+        sink,
+    )?;
+    eprintln!(
+        "nightjar: correlator: {} messages, {} records, {} suppressed, {} commits, {} bad messages, lag {}",
+        stats.messages,
+        stats.records,
+        stats.suppressed,
+        stats.commits,
+        stats.bad_messages.values().sum::<u64>(),
+        stats.lag
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -254,8 +254,7 @@ impl FleetConfig {
                 "fleet.spool_max_bytes",
                 format!(
                     "{} is below the minimum {} (one spool segment)",
-                    raw.spool_max_bytes,
-                    MIN_SPOOL_BYTES
+                    raw.spool_max_bytes, MIN_SPOOL_BYTES
                 ),
             ));
         }
@@ -264,12 +263,14 @@ impl FleetConfig {
             "ssl" => SecurityProtocol::Ssl,
             "sasl_plaintext" => SecurityProtocol::SaslPlaintext,
             "sasl_ssl" => SecurityProtocol::SaslSsl,
-            p => return Err((
-                "fleet.security_protocol",
-                format!(
+            p => {
+                return Err((
+                    "fleet.security_protocol",
+                    format!(
                     "{p:?} is not one of \"plaintext\", \"ssl\", \"sasl_plaintext\", \"sasl_ssl\""
                 ),
-            )),
+                ))
+            }
         };
         let path = |s: &str| (!s.trim().is_empty()).then(|| PathBuf::from(s));
         let tls_given = [&raw.tls_ca_file, &raw.tls_cert_file, &raw.tls_key_file]

@@ -128,8 +128,7 @@ pub fn decode(msg: &[u8]) -> Result<Decoded, WireError> {
                     std::collections::BTreeMap<String, serde::de::IgnoredAny>,
                 >(body)
                 {
-                    if let Some(kind) = m.keys().next().filter(|k| !KINDS.contains(&k.as_str()))
-                    {
+                    if let Some(kind) = m.keys().next().filter(|k| !KINDS.contains(&k.as_str())) {
                         if m.len() == 1 {
                             return Ok(Decoded::UnknownKind(kind.clone()));
                         }
@@ -218,7 +217,13 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for m in [&b""[..], b"NJ", b"XX\x01\x00{}", b"NJ\x01\x00", b"NJ\x01\x00{\"Flow\":3}"] {
+        for m in [
+            &b""[..],
+            b"NJ",
+            b"XX\x01\x00{}",
+            b"NJ\x01\x00",
+            b"NJ\x01\x00{\"Flow\":3}",
+        ] {
             assert!(decode(m).is_err(), "{m:?}");
         }
         let big = vec![b' '; MAX_MESSAGE_BYTES + 1];

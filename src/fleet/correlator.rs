@@ -1,0 +1,409 @@
+//! The correlator role: observations from Kafka through a consumer group,
+//! records to the output and to the records topic, offsets committed after
+//! the records are written.
+//!
+//! State is per partition: each assigned partition gets its own
+//! [`Correlator`], and since the sensors key observations by device, a
+//! device's state lives in exactly one of them. When a partition is assigned,
+//! its correlator rebuilds its state by reading the partition from its first
+//! retained offset; the records of offsets below the group's committed offset
+//! were written before (by this or another member) and are suppressed, so a
+//! takeover neither loses nor repeats them. Invariants: offsets are committed
+//! only after the records of every offset below them were written to the
+//! output and acknowledged by the records topic; a partition being revoked is
+//! committed in the rebalance callback before it moves; an alert is committed
+//! as soon as it is written, so a crash cannot repeat an alert (it can repeat
+//! the flow records of at most one `commit_interval`, which carry their flow
+//! ids and Community IDs).
+
+use super::config::FleetConfig;
+use super::kafka::{client_config, FleetError};
+use super::wire::{self, Decoded};
+use crate::correlate::Correlator;
+use crate::output::Sink;
+use crate::pipeline::replay::ReplayReport;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a broker request of the consumer loop (committed offsets,
+/// watermarks, seek, commit) may take before it counts as failed.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one poll waits for a message (also the stop flag's latency).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Records librdkafka may queue towards the records topic.
+pub const RECORDS_QUEUE_MESSAGES: usize = 100_000;
+
+/// What a correlator did, for its summary and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConsumerStats {
+    /// Observation messages read (state rebuilds included).
+    pub messages: u64,
+    /// Messages that did not decode, by reason.
+    pub bad_messages: BTreeMap<&'static str, u64>,
+    /// Messages of newer observation kinds, skipped.
+    pub unknown_kinds: u64,
+    /// Records written (output and records topic).
+    pub records: u64,
+    /// Records not written again: their offsets were committed before (state rebuild).
+    pub suppressed: u64,
+    /// Records the records topic did not take (they are in the output file).
+    pub records_topic_errors: u64,
+    /// Commits done.
+    pub commits: u64,
+    /// Commits the group refused (a partition already moved to another member).
+    pub commit_errors: u64,
+    /// Offsets skipped because the partition no longer held them (retention).
+    pub offset_gaps: u64,
+    /// Messages behind the partitions' ends at the last check (consumer lag).
+    pub lag: u64,
+}
+
+/// Output shared with the rebalance callback, which commits before a partition moves.
+struct Shared {
+    out: Sink,
+    records: Option<BaseProducer>,
+    records_topic: String,
+    topic: String,
+    /// Next offset per partition whose records are all written (or suppressed).
+    processed: BTreeMap<i32, i64>,
+    committed: BTreeMap<i32, i64>,
+    /// Partitions revoked by the last rebalance: their correlators are dropped.
+    revoked: Vec<i32>,
+    stats: ConsumerStats,
+    error: Option<String>,
+}
+
+impl Shared {
+    /// Flushes the output and the records topic, then commits what they hold.
+    fn commit(&mut self, consumer: &BaseConsumer<CorrelatorContext>) {
+        if let Err(e) = self.out.flush() {
+            self.error.get_or_insert(e.to_string());
+            return;
+        }
+        if let Some(p) = &self.records {
+            if p.flush(REQUEST_TIMEOUT).is_err() {
+                self.error
+                    .get_or_insert("records topic: flush timed out".into());
+                return;
+            }
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (&p, &next) in &self.processed {
+            if self.committed.get(&p) != Some(&next) {
+                let _ = tpl.add_partition_offset(&self.topic, p, Offset::Offset(next));
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                self.stats.commits += 1;
+                for e in tpl.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        self.committed.insert(e.partition(), o);
+                    }
+                }
+            }
+            // A partition lost to the group (session timeout) cannot be committed:
+            // its next owner rewrites what was not committed (at least once).
+            Err(_) => self.stats.commit_errors += 1,
+        }
+    }
+}
+
+pub struct CorrelatorContext {
+    shared: Mutex<Shared>,
+}
+
+impl ClientContext for CorrelatorContext {}
+
+impl ConsumerContext for CorrelatorContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            if let Ok(mut s) = self.shared.lock() {
+                s.commit(consumer);
+                for e in tpl.elements() {
+                    let p = e.partition();
+                    s.revoked.push(p);
+                    s.processed.remove(&p);
+                    s.committed.remove(&p);
+                }
+            }
+        }
+    }
+}
+
+/// One assigned partition's correlator.
+struct PartitionState {
+    correlator: Correlator,
+    /// Records of offsets below this were written before: suppressed.
+    suppress_below: i64,
+    /// The next offset to process.
+    next: i64,
+    /// Newest observation time seen (the end time handed to `finish`).
+    last_ts_ns: u64,
+}
+
+pub struct ConsumeOptions {
+    /// Makes the correlator of a newly assigned partition.
+    pub make_correlator: Box<dyn FnMut() -> Correlator + Send>,
+    /// Set to stop after the current message (SIGTERM).
+    pub stop: Arc<AtomicBool>,
+    /// Return once every assigned partition is read to its end and nothing
+    /// arrived for this long (a one-shot catch-up run); `None` runs until `stop`.
+    pub until_idle: Option<Duration>,
+    /// At the end, let each partition's correlator write its end-of-run records
+    /// (pending alerts, coverage, stats), as a replay does at the end of input.
+    pub finish: bool,
+}
+
+/// Runs the correlator role until `stop` (or idle); records go to `out`.
+pub fn consume(
+    cfg: &FleetConfig,
+    mut opts: ConsumeOptions,
+    out: Sink,
+) -> Result<ConsumerStats, FleetError> {
+    let records = client_config(cfg)?
+        .set(
+            "queue.buffering.max.messages",
+            RECORDS_QUEUE_MESSAGES.to_string(),
+        )
+        .set("linger.ms", "20")
+        .set("compression.type", "lz4")
+        .create::<BaseProducer>()?;
+    let ctx = CorrelatorContext {
+        shared: Mutex::new(Shared {
+            out,
+            records: Some(records),
+            records_topic: cfg.records_topic.clone(),
+            topic: cfg.observations_topic.clone(),
+            processed: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            revoked: Vec::new(),
+            stats: ConsumerStats::default(),
+            error: None,
+        }),
+    };
+    let consumer: BaseConsumer<CorrelatorContext> = client_config(cfg)?
+        .set("group.id", &cfg.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (cfg.session_timeout_ms / 3).max(100).to_string(),
+        )
+        .create_with_context(ctx)?;
+    let topic = cfg.observations_topic.clone();
+    consumer.subscribe(&[&topic])?;
+
+    let (tx, rx) = crossbeam_channel::unbounded::<Vec<u8>>();
+    let mut capture = Sink::channel(tx);
+    let mut states: BTreeMap<i32, PartitionState> = BTreeMap::new();
+    let commit_every = Duration::from_nanos(cfg.commit_interval_ns);
+    let mut last_commit = Instant::now();
+    let mut last_message = Instant::now();
+
+    while !opts.stop.load(Ordering::Relaxed) {
+        if let Some(mut s) = shared(&consumer) {
+            for p in std::mem::take(&mut s.revoked) {
+                states.remove(&p);
+            }
+            if let Some(e) = s.error.take() {
+                return Err(FleetError::Consumer(e));
+            }
+        }
+        let msg = match consumer.poll(POLL_INTERVAL) {
+            None => {
+                if last_commit.elapsed() >= commit_every {
+                    if let Some(mut s) = shared(&consumer) {
+                        s.commit(&consumer);
+                    }
+                    last_commit = Instant::now();
+                }
+                if let Some(idle) = opts.until_idle {
+                    if last_message.elapsed() >= idle && caught_up(&consumer, &topic, &states) {
+                        break;
+                    }
+                }
+                continue;
+            }
+            Some(Err(_)) => {
+                // Transient broker errors: librdkafka retries; counted.
+                if let Some(mut s) = shared(&consumer) {
+                    *s.stats.bad_messages.entry("consumer_error").or_default() += 1;
+                }
+                continue;
+            }
+            Some(Ok(m)) => m,
+        };
+        last_message = Instant::now();
+        let p = msg.partition();
+        let off = msg.offset();
+        if let std::collections::btree_map::Entry::Vacant(slot) = states.entry(p) {
+            // Newly assigned: rebuild the partition's state from its first offset.
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&topic, p);
+            let committed = consumer
+                .committed_offsets(tpl, REQUEST_TIMEOUT)?
+                .find_partition(&topic, p)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            let (low, _) = consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT)?;
+            slot.insert(PartitionState {
+                correlator: (opts.make_correlator)(),
+                suppress_below: committed,
+                next: low,
+                last_ts_ns: 0,
+            });
+            if let Some(mut s) = shared(&consumer) {
+                s.processed.insert(p, committed.max(low));
+                s.committed.insert(p, committed);
+            }
+            if off != low {
+                consumer.seek(&topic, p, Offset::Offset(low), REQUEST_TIMEOUT)?;
+                continue;
+            }
+        }
+        let Some(st) = states.get_mut(&p) else {
+            continue;
+        };
+        if off < st.next {
+            // Fetched before the seek took effect.
+            continue;
+        }
+        let Some(mut s) = consumer.context().shared.lock().ok() else {
+            continue;
+        };
+        if off > st.next {
+            s.stats.offset_gaps += (off - st.next) as u64;
+        }
+        s.stats.messages += 1;
+        match wire::decode(msg.payload().unwrap_or_default()) {
+            Ok(Decoded::Observation(o)) => {
+                st.last_ts_ns = st.last_ts_ns.max(o.ts());
+                st.correlator.handle(o, &mut capture)?;
+                capture.flush()?;
+            }
+            Ok(Decoded::UnknownKind(_)) => s.stats.unknown_kinds += 1,
+            Err(e) => *s.stats.bad_messages.entry(e.reason()).or_default() += 1,
+        }
+        let key = msg.key().unwrap_or_default().to_vec();
+        let mut alert = false;
+        for lines in rx.try_iter() {
+            if off < st.suppress_below {
+                s.stats.suppressed += lines.iter().filter(|&&b| b == b'\n').count() as u64;
+                continue;
+            }
+            alert |= contains(&lines, b"\"nightjar.alert\"");
+            write_records(&mut s, &key, &lines)?;
+        }
+        st.next = off + 1;
+        s.processed.insert(p, off + 1);
+        if alert || last_commit.elapsed() >= commit_every {
+            s.commit(&consumer);
+            last_commit = Instant::now();
+        }
+    }
+    if opts.finish {
+        for (_, mut st) in std::mem::take(&mut states) {
+            let mut report = ReplayReport::default();
+            report.data.last_ts_ns = st.last_ts_ns;
+            st.correlator.finish(&report, &mut capture)?;
+            capture.flush()?;
+            if let Some(mut s) = shared(&consumer) {
+                for lines in rx.try_iter() {
+                    write_records(&mut s, b"", &lines)?;
+                }
+            }
+        }
+    }
+    let mut s = consumer
+        .context()
+        .shared
+        .lock()
+        .map_err(|_| FleetError::Consumer("output lock poisoned".into()))?;
+    s.commit(&consumer);
+    if let Some(e) = s.error.take() {
+        return Err(FleetError::Consumer(e));
+    }
+    s.out.flush()?;
+    Ok(s.stats.clone())
+}
+
+fn shared(c: &BaseConsumer<CorrelatorContext>) -> Option<std::sync::MutexGuard<'_, Shared>> {
+    c.context().shared.lock().ok()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Writes whole lines to the output and, one message per record, to the records topic.
+fn write_records(s: &mut Shared, key: &[u8], lines: &[u8]) -> Result<(), FleetError> {
+    s.out.write_lines(lines)?;
+    let n = lines.iter().filter(|&&b| b == b'\n').count() as u64;
+    s.stats.records += n;
+    if let Some(p) = &s.records {
+        for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let mut record: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(&s.records_topic).payload(line);
+            if !key.is_empty() {
+                record = record.key(key);
+            }
+            let mut pending = Some(record);
+            // Queue full: serve deliveries and retry, for at most REQUEST_TIMEOUT.
+            let deadline = Instant::now() + REQUEST_TIMEOUT;
+            while let Some(r) = pending.take() {
+                match p.send(r) {
+                    Ok(()) => {}
+                    Err((_, r)) if Instant::now() < deadline => {
+                        p.poll(Duration::from_millis(10));
+                        pending = Some(r);
+                    }
+                    Err(_) => s.stats.records_topic_errors += 1,
+                }
+            }
+        }
+        p.poll(Duration::ZERO);
+    }
+    Ok(())
+}
+
+/// Every assigned partition is read to its end.
+fn caught_up(
+    consumer: &BaseConsumer<CorrelatorContext>,
+    topic: &str,
+    states: &BTreeMap<i32, PartitionState>,
+) -> bool {
+    let Ok(assignment) = consumer.assignment() else {
+        return false;
+    };
+    if assignment.count() == 0 {
+        return false;
+    }
+    let mut lag = 0u64;
+    for e in assignment.elements_for_topic(topic) {
+        let p = e.partition();
+        let Ok((low, high)) = consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT) else {
+            return false;
+        };
+        let next = states.get(&p).map_or(low, |s| s.next);
+        lag += (high - next).max(0) as u64;
+    }
+    if let Ok(mut s) = consumer.context().shared.lock() {
+        s.stats.lag = lag;
+    }
+    lag == 0
+}

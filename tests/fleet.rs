@@ -1,0 +1,444 @@
+//! The fleet roles over a Kafka-protocol broker.
+//!
+//! - Equivalence, against Tansu on loopback (`.ci/run` installs and starts it;
+//!   `NIGHTJAR_KAFKA_BROKERS`, default 127.0.0.1:9092): a generated day replayed
+//!   through sensor → broker → correlator gives the same records as `role = "all"`.
+//!   Without a broker the test says why and skips, unless `NIGHTJAR_LIVE_TESTS=require`.
+//! - Failover, against librdkafka's mock cluster (Tansu's group rebalancing is not
+//!   reliable): two correlators in one group, one killed (SIGKILL, no goodbye), the
+//!   other takes its partitions over; no record is lost and no alert is repeated.
+//! - Sensor spool, against the mock cluster: the broker goes down, observations
+//!   are spooled, the broker returns, everything arrives.
+//! - Wire compatibility: a frozen 1.0 message still decodes.
+
+mod common;
+
+use nightjar::correlate::detect::DetectConfig;
+use nightjar::correlate::{AnalysisOptions, Correlator, CorrelatorOptions};
+use nightjar::fleet::config::{FleetConfig, RawFleet};
+use nightjar::fleet::correlator::{consume, ConsumeOptions, ConsumerStats};
+use nightjar::fleet::sensor::{KeyOptions, Publisher};
+use nightjar::fleet::wire;
+use nightjar::mdm;
+use nightjar::output::Sink;
+use nightjar::pipeline::replay::{replay, ReplayOptions};
+use nightjar::scenario::{generate, Scenario, ScenarioConfig};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::ClientConfig;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nj-fleet-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn scenario() -> Scenario {
+    generate(&ScenarioConfig {
+        seed: 3,
+        devices: 4,
+        day: 1,
+        malicious: true,
+        hours: 4,
+        ..ScenarioConfig::default()
+    })
+}
+
+fn make_correlator(s: &Scenario) -> impl FnMut() -> Correlator + Send + 'static {
+    let inventory = Arc::new(mdm::parse_inventory(&s.inventory_json, "inventory").unwrap());
+    let catalog = s.catalog_json.clone();
+    let events = mdm::read_events(s.events_ndjson.as_bytes(), "events").unwrap();
+    move || {
+        let mut cb = mdm::CatalogBuilder::new();
+        cb.add_text(&catalog, mdm::CatalogFormat::Json, "catalog")
+            .unwrap();
+        Correlator::new(CorrelatorOptions {
+            inventory: Some(inventory.clone()),
+            analysis: Some(AnalysisOptions {
+                baselines: None,
+                detect: DetectConfig::default(),
+                evidence: None,
+            }),
+            ..CorrelatorOptions::default()
+        })
+        .with_mdm(events.clone(), Some(cb.build()))
+    }
+}
+
+fn replay_opts(pcap: &Path) -> ReplayOptions {
+    ReplayOptions {
+        inputs: vec![pcap.to_path_buf()],
+        workers: 1,
+        flow: Default::default(),
+        progress: false,
+    }
+}
+
+fn read_records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn dataset(r: &Value) -> &str {
+    r.pointer("/event/dataset")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// The records of the single process (without its stats record, which counts packets
+/// a correlator never sees).
+fn role_all(s: &Scenario, pcap: &Path, dir: &Path) -> Vec<Value> {
+    let out = dir.join("all.json");
+    let mut correlator = make_correlator(s)();
+    let mut sink = Sink::file(&out).unwrap();
+    let report = replay(&replay_opts(pcap), &mut correlator, &mut sink).unwrap();
+    correlator.finish(&report, &mut sink).unwrap();
+    sink.flush().unwrap();
+    read_records(&out)
+        .into_iter()
+        .filter(|r| dataset(r) != "nightjar.stats")
+        .collect()
+}
+
+fn fleet_config(brokers: &str, topic: &str, spool: &Path, extra: &str) -> FleetConfig {
+    let raw: RawFleet = toml::from_str(&format!(
+        "role = \"sensor\"\nbrokers = [{brokers:?}]\nobservations_topic = \"{topic}.obs\"\n\
+         records_topic = \"{topic}.rec\"\ngroup_id = \"{topic}.group\"\nspool_dir = {:?}\n{extra}",
+        spool.display().to_string()
+    ))
+    .unwrap();
+    FleetConfig::from_raw(&raw).unwrap()
+}
+
+fn publish(s: &Scenario, pcap: &Path, cfg: &FleetConfig) {
+    let keys = KeyOptions {
+        inventory: Some(Arc::new(
+            mdm::parse_inventory(&s.inventory_json, "inventory").unwrap(),
+        )),
+        ..KeyOptions::default()
+    };
+    let mut publisher = Publisher::new(cfg, keys).unwrap();
+    let mut sink = Sink::stdout();
+    let report = replay(&replay_opts(pcap), &mut publisher, &mut sink).unwrap();
+    assert!(report.error.is_none());
+    let st = publisher.finish();
+    assert!(st.observations > 0);
+    assert_eq!(st.delivered, st.observations, "{st:?}");
+    assert_eq!(st.spool_bytes, 0, "{st:?}");
+}
+
+fn correlate(s: &Scenario, cfg: &FleetConfig, out: &Path, idle: Duration) -> ConsumerStats {
+    consume(
+        cfg,
+        ConsumeOptions {
+            make_correlator: Box::new(make_correlator(s)),
+            stop: Arc::new(AtomicBool::new(false)),
+            until_idle: Some(idle),
+            finish: true,
+        },
+        Sink::file(out).unwrap(),
+    )
+    .unwrap()
+}
+
+fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
+        .collect();
+    let res = rt
+        .block_on(admin.create_topics(&new, &AdminOptions::new()))
+        .unwrap();
+    for r in res {
+        r.unwrap();
+    }
+}
+
+/// A broker answering a metadata request within a few seconds, or why not.
+fn broker_reachable(brokers: &str) -> Result<(), String> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| e.to_string())?;
+    c.fetch_metadata(None, Duration::from_secs(5))
+        .map(|_| ())
+        .map_err(|e| format!("no Kafka-protocol broker at {brokers}: {e}"))
+}
+
+/// Flow, alert and coverage records as sorted lines (comparable as multisets).
+fn lines(records: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = records
+        .iter()
+        .filter(|r| dataset(r) != "nightjar.stats")
+        .map(|r| r.to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+fn alerts(records: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = records
+        .iter()
+        .filter(|r| dataset(r) == "nightjar.alert")
+        .map(|r| r.to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn sensor_broker_correlator_equals_role_all_on_tansu() {
+    let brokers =
+        std::env::var("NIGHTJAR_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    if let Err(why) = broker_reachable(&brokers) {
+        if std::env::var("NIGHTJAR_LIVE_TESTS").as_deref() == Ok("require") {
+            panic!("NIGHTJAR_LIVE_TESTS=require: {why}");
+        }
+        eprintln!("skipped: {why} (start Tansu as .ci/run does, or set NIGHTJAR_KAFKA_BROKERS)");
+        return;
+    }
+    let dir = tmpdir("tansu");
+    let s = scenario();
+    let pcap = dir.join("day.pcap");
+    std::fs::write(&pcap, &s.pcap).unwrap();
+    let expected = role_all(&s, &pcap, &dir);
+    assert!(
+        expected.iter().any(|r| dataset(r) == "nightjar.flow"),
+        "the scenario makes flow records"
+    );
+
+    let topic = format!("nj-eq-{}", std::process::id());
+    create_topics(
+        &brokers,
+        &[(&format!("{topic}.obs"), 1), (&format!("{topic}.rec"), 1)],
+    );
+    let cfg = fleet_config(&brokers, &topic, &dir.join("spool"), "");
+    publish(&s, &pcap, &cfg);
+    let out = dir.join("fleet.json");
+    let stats = correlate(&s, &cfg, &out, Duration::from_secs(3));
+    assert_eq!(stats.bad_messages, BTreeMap::new());
+    assert_eq!(stats.suppressed, 0);
+    let got = read_records(&out);
+    assert_eq!(lines(&got), lines(&expected));
+    eprintln!(
+        "equivalence on Tansu: {} records ({} alerts), {} observations",
+        expected.len(),
+        alerts(&expected).len(),
+        stats.messages
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits (bounded) until `path` holds at least one record.
+fn wait_for_records(path: &Path, limit: Duration) {
+    let started = Instant::now();
+    while read_records(path).is_empty() {
+        assert!(started.elapsed() < limit, "{} stayed empty", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn failover_on_mock_cluster_loses_and_repeats_no_alert() {
+    let dir = tmpdir("failover");
+    let s = scenario();
+    let pcap = dir.join("day.pcap");
+    std::fs::write(&pcap, &s.pcap).unwrap();
+
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let topic = "nj-failover";
+    cluster.create_topic(&format!("{topic}.obs"), 4, 1).unwrap();
+    cluster.create_topic(&format!("{topic}.rec"), 1, 1).unwrap();
+    let extra = "commit_interval = \"100ms\"\nsession_timeout = \"6s\"\n";
+    let cfg = fleet_config(&brokers, topic, &dir.join("spool"), extra);
+    publish(&s, &pcap, &cfg);
+    // What an uninterrupted correlator writes for this topic (state is per partition,
+    // and learned JA4s are per correlator, so attribution can differ from role = "all").
+    let mut reference = cfg.clone();
+    reference.group_id = format!("{topic}.reference");
+    let expected = read_records(&{
+        let out = dir.join("reference.json");
+        correlate(&s, &reference, &out, Duration::from_secs(3));
+        out
+    });
+    assert!(expected.iter().any(|r| dataset(r) == "nightjar.flow"));
+
+    // Correlator A: the binary, killed without a goodbye once it has written records.
+    let conf = dir.join("a.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[fleet]\nrole = \"correlator\"\nbrokers = [{brokers:?}]\n\
+             observations_topic = \"{topic}.obs\"\nrecords_topic = \"{topic}.rec\"\n\
+             group_id = \"{topic}.group\"\nspool_dir = {:?}\n{extra}",
+            dir.join("spool-a").display().to_string()
+        ),
+    )
+    .unwrap();
+    for (name, text) in [
+        ("inventory.json", &s.inventory_json),
+        ("catalog.json", &s.catalog_json),
+        ("events.ndjson", &s.events_ndjson),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let out_a = dir.join("a.json");
+    let mut a = std::process::Command::new(common::bin())
+        .arg("correlate")
+        .arg("--config")
+        .arg(&conf)
+        .arg("--output")
+        .arg(&out_a)
+        .arg("--inventory")
+        .arg(dir.join("inventory.json"))
+        .arg("--catalog")
+        .arg(dir.join("catalog.json"))
+        .arg("--events")
+        .arg(dir.join("events.ndjson"))
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_records(&out_a, Duration::from_secs(120));
+
+    // Correlator B joins the group (a rebalance gives it some partitions), then A dies.
+    let out_b = dir.join("b.json");
+    let b = {
+        let s2 = scenario();
+        let cfg = cfg.clone();
+        let out_b = out_b.clone();
+        std::thread::spawn(move || correlate(&s2, &cfg, &out_b, Duration::from_secs(15)))
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let stats_b = b.join().unwrap();
+
+    let rec_a = read_records(&out_a);
+    let rec_b = read_records(&out_b);
+    let mut union: Vec<Value> = rec_a.clone();
+    union.extend(rec_b.iter().cloned());
+    // No record lost: every record of the uninterrupted run was written by A or B.
+    let have: BTreeSet<String> = lines(&union).into_iter().collect();
+    for r in lines(&expected) {
+        assert!(have.contains(&r), "lost: {r}");
+    }
+    // No alert repeated, none invented.
+    assert_eq!(alerts(&union), alerts(&expected));
+    eprintln!(
+        "failover: A wrote {}, B wrote {} and suppressed {}, {} alerts, {} expected records",
+        rec_a.len(),
+        rec_b.len(),
+        stats_b.suppressed,
+        alerts(&expected).len(),
+        expected.len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sensor_spools_while_the_broker_is_down_and_replays_on_return() {
+    let dir = tmpdir("spool");
+    let s = scenario();
+    let pcap = dir.join("day.pcap");
+    std::fs::write(&pcap, &s.pcap).unwrap();
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let topic = "nj-spool";
+    cluster.create_topic(&format!("{topic}.obs"), 2, 1).unwrap();
+    let cfg = fleet_config(&brokers, topic, &dir.join("spool"), "");
+    let keys = || KeyOptions {
+        inventory: Some(Arc::new(
+            mdm::parse_inventory(&s.inventory_json, "inventory").unwrap(),
+        )),
+        ..KeyOptions::default()
+    };
+
+    // Broker down for the whole run: everything ends in the spool.
+    cluster.broker_down(1).unwrap();
+    let mut publisher = Publisher::new(&cfg, keys()).unwrap();
+    let report = replay(&replay_opts(&pcap), &mut publisher, &mut Sink::stdout()).unwrap();
+    assert!(report.error.is_none());
+    let down = publisher.finish();
+    drop(publisher);
+    assert!(down.observations > 0);
+    assert_eq!(down.delivered, 0, "{down:?}");
+    assert!(down.spool_bytes > 0, "{down:?}");
+    assert_eq!(down.spool.dropped_full + down.spool.dropped_io, 0);
+
+    // Broker back: a new run sends the spool first.
+    cluster.broker_up(1).unwrap();
+    let mut publisher = Publisher::new(&cfg, keys()).unwrap();
+    let up = publisher.finish();
+    assert_eq!(up.spool_bytes, 0, "{up:?}");
+    assert_eq!(up.delivered, down.observations, "{up:?}");
+
+    // Every observation is on the topic once.
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "nj-spool-check")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    let mut total = 0;
+    for p in 0..2 {
+        let (lo, hi) = c
+            .fetch_watermarks(&format!("{topic}.obs"), p, Duration::from_secs(10))
+            .unwrap();
+        total += hi - lo;
+    }
+    assert_eq!(total as u64, down.observations);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_frozen_v1_0_message_still_decodes() {
+    let msg = std::fs::read(common::repo().join("tests/data/fleet/flow-v1.0.bin")).unwrap();
+    assert_eq!(&msg[..4], b"NJ\x01\x00");
+    match wire::decode(&msg).unwrap() {
+        wire::Decoded::Observation(nightjar::observation::Observation::Flow(f)) => {
+            assert!(
+                f.app.client_hello.is_some(),
+                "the frozen flow has a ClientHello"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // A newer minor's sensor adds fields at every level: this build still reads it.
+    let mut v: Value = serde_json::from_slice(&msg[4..]).unwrap();
+    v["Flow"]["sensor_site"] = "gw-7".into();
+    v["Flow"]["app"]["ech_config_id"] = 3.into();
+    v["Flow"]["app"]["client_hello"]["ja4_o"] = "t13d".into();
+    v["Flow"]["client"]["retransmits"] = 2.into();
+    let newer = wire::encode_versioned(v.to_string().as_bytes(), wire::MAJOR, wire::MINOR + 1);
+    match wire::decode(&newer).unwrap() {
+        wire::Decoded::Observation(nightjar::observation::Observation::Flow(f)) => {
+            let original: Value = serde_json::from_slice(&msg[4..]).unwrap();
+            assert_eq!(serde_json::to_value(&f).unwrap(), original["Flow"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A newer major is refused, saying what to do.
+    let e = wire::decode(&wire::encode_versioned(&msg[4..], wire::MAJOR + 1, 0)).unwrap_err();
+    assert!(e.to_string().contains("upgrade the correlators"), "{e}");
+}
