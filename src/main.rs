@@ -83,6 +83,24 @@ struct ReplayArgs {
     /// Also write a nightjar.dns record for every DNS message.
     #[arg(long)]
     dns_records: bool,
+    #[command(flatten)]
+    mdm: MdmArgs,
+    /// AN1717 baselines (JSON): loaded if the file exists, saved at the end of the
+    /// replay (needs --inventory, --events or --catalog).
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Write an evidence bundle per AN1717 alert into this directory (needs
+    /// --inventory, --events or --catalog).
+    #[arg(long)]
+    evidence_dir: Option<PathBuf>,
+    /// No progress line on stderr, even on a terminal.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// The MDM and identity inputs of `replay` and `correlate`.
+#[derive(clap::Args)]
+struct MdmArgs {
     /// MDM inventory JSON (docs/mdm.md): devices by hardware Wi-Fi MAC, udid, serial.
     /// Overrides `[mdm] inventory`.
     #[arg(long)]
@@ -97,17 +115,6 @@ struct ReplayArgs {
     /// App catalog: a TOML/JSON file or a directory of them (docs/mdm.md).
     #[arg(long)]
     catalog: Option<PathBuf>,
-    /// AN1717 baselines (JSON): loaded if the file exists, saved at the end of the
-    /// replay (needs --inventory, --events or --catalog).
-    #[arg(long)]
-    baseline: Option<PathBuf>,
-    /// Write an evidence bundle per AN1717 alert into this directory (needs
-    /// --inventory, --events or --catalog).
-    #[arg(long)]
-    evidence_dir: Option<PathBuf>,
-    /// No progress line on stderr, even on a terminal.
-    #[arg(long)]
-    quiet: bool,
 }
 
 #[derive(clap::Args)]
@@ -118,18 +125,8 @@ struct CorrelateArgs {
     /// Write records to this file (appended) instead of `[output] path`.
     #[arg(long, short)]
     output: Option<PathBuf>,
-    /// MDM inventory JSON. Overrides `[mdm] inventory`.
-    #[arg(long)]
-    inventory: Option<PathBuf>,
-    /// Identity feed NDJSON. Overrides `[identity] feed`.
-    #[arg(long)]
-    identity: Option<PathBuf>,
-    /// Lifecycle events (NDJSON). Overrides `[mdm] events`.
-    #[arg(long)]
-    events: Option<PathBuf>,
-    /// App catalog file or directory. Overrides `[mdm] catalog`.
-    #[arg(long)]
-    catalog: Option<PathBuf>,
+    #[command(flatten)]
+    mdm: MdmArgs,
     /// Stop once every assigned partition is read to its end and nothing arrived
     /// for this long (e.g. "5s"), writing the end-of-run records; default: run until
     /// SIGTERM/SIGINT.
@@ -235,11 +232,11 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         cfg.output.dns_records = true;
     }
     // MDM inputs are validated before any output is opened.
-    let events = match &args.events {
+    let events = match &args.mdm.events {
         Some(p) => nightjar::mdm::load_events(p)?,
         None => Vec::new(),
     };
-    let catalog = match &args.catalog {
+    let catalog = match &args.mdm.catalog {
         Some(p) => Some(nightjar::mdm::load_catalog(p)?),
         None => None,
     };
@@ -252,11 +249,11 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         OutputPath::Stdout => Sink::stdout(),
         OutputPath::File(p) => Sink::file(p)?,
     };
-    let inventory = match args.inventory.as_ref().or(cfg.mdm.inventory.as_ref()) {
+    let inventory = match args.mdm.inventory.as_ref().or(cfg.mdm.inventory.as_ref()) {
         Some(p) => Some(std::sync::Arc::new(nightjar::mdm::load_inventory(p)?)),
         None => None,
     };
-    let feed = match args.identity.as_ref().or(cfg.identity_feed.as_ref()) {
+    let feed = match args.mdm.identity.as_ref().or(cfg.identity_feed.as_ref()) {
         Some(p) => nightjar::correlate::identity::load_feed(p)?,
         None => Vec::new(),
     };
@@ -356,19 +353,19 @@ fn run_correlate(args: CorrelateArgs) -> Result<ExitCode> {
         ),
         None => None,
     };
-    let events = match args.events.as_ref().or(cfg.mdm.events.as_ref()) {
+    let events = match args.mdm.events.as_ref().or(cfg.mdm.events.as_ref()) {
         Some(p) => nightjar::mdm::load_events(p)?,
         None => Vec::new(),
     };
-    let catalog_path = args.catalog.or(cfg.mdm.catalog.clone());
+    let catalog_path = args.mdm.catalog.or(cfg.mdm.catalog.clone());
     if let Some(p) = &catalog_path {
         nightjar::mdm::load_catalog(p)?;
     }
-    let inventory = match args.inventory.as_ref().or(cfg.mdm.inventory.as_ref()) {
+    let inventory = match args.mdm.inventory.as_ref().or(cfg.mdm.inventory.as_ref()) {
         Some(p) => Some(std::sync::Arc::new(nightjar::mdm::load_inventory(p)?)),
         None => None,
     };
-    let feed = match args.identity.as_ref().or(cfg.identity_feed.as_ref()) {
+    let feed = match args.mdm.identity.as_ref().or(cfg.identity_feed.as_ref()) {
         Some(p) => nightjar::correlate::identity::load_feed(p)?,
         None => Vec::new(),
     };
