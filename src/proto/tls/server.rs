@@ -12,8 +12,9 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
 use super::client::ClientHello;
-use super::fingerprint::{self, escape_name, hex};
+use super::fingerprint::{self, hex};
 use super::{ext, split_extensions, TlsError};
+use crate::proto::text::escape_name;
 
 /// The ServerHello random that marks a HelloRetryRequest: SHA-256("HelloRetryRequest").
 pub const HRR_RANDOM: [u8; 32] = [
