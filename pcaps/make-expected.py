@@ -7,7 +7,8 @@ One JSON line per TCP/UDP flow, keys are dotted paths into nightjar's flow recor
 the 5-tuple (client = sender of the SYN, or of the first UDP datagram), packets and IP-layer
 bytes per direction, and for TLS flows the SNI, offered ALPN, JA3 and JA3S (tshark's own),
 JA4 (computed here from tshark's ClientHello fields: tshark 4.0 has no JA4), the negotiated
-version, suite and ALPN, the leaf certificate (SHA-256, serial, SANs) when it is in clear; for
+version, suite and ALPN, the leaf certificate (SHA-256, serial, SANs) when it is in clear (QUIC
+hellos, which tshark decrypts from the Initials: JA4 with "q", no JA3/JA3S, the QUIC version); for
 DNS flows the question and A answers; destination.domain with its source (SNI, else the name whose DNS A answer
 earlier in the capture gave the server address). A null value means "absent or null".
 TCP reassembly of out-of-order segments is switched on so reordered hellos are read too.
