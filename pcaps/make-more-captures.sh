@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # More golden captures from real stacks, beside those of make-captures.sh (which this
-# script leaves alone): QUIC from headless Chromium and from aioquic, and TLS from Java.
+# script leaves alone): QUIC from headless Chromium and from aioquic, and TLS from Java and
+# rustls (the small client in rustls-client/, built here with cargo).
 #
 # Two network namespaces made here and removed on exit (same layout as make-captures.sh,
 # other names and subnet so both can run): njmore-srv 10.79.0.1/24 runs an aioquic HTTP/3
@@ -9,7 +10,8 @@
 # the namespaces.
 #
 # Usage (root): bash pcaps/make-more-captures.sh [OUTDIR]   (OUTDIR defaults to this folder)
-# Writes OUTDIR/quic-clients.pcap and OUTDIR/java-tls.pcap with their .expected.jsonl
+# Writes OUTDIR/quic-clients.pcap, OUTDIR/java-tls.pcap and OUTDIR/rustls-tls.pcap with their
+# .expected.jsonl
 # (make-expected.py) and OUTDIR/more.TOOL-VERSIONS.txt. Needs chromium, java, tcpdump,
 # tshark and the aioquic Python package (pip install aioquic).
 set -euo pipefail
@@ -26,10 +28,14 @@ PIDS=()
 log() { printf '[make-more-captures] %s\n' "$*" >&2; }
 
 [[ $EUID -eq 0 ]] || { echo "run as root (network namespaces, tcpdump)" >&2; exit 1; }
-for t in chromium java tcpdump tshark openssl; do
+for t in chromium java cargo tcpdump tshark openssl; do
     command -v "$t" >/dev/null || { log "$t not found"; exit 1; }
 done
 python3 -c 'import aioquic' 2>/dev/null || { log "python3 lacks aioquic (pip install aioquic)"; exit 1; }
+
+RUSTLS_TARGET="${CARGO_TARGET_DIR:-/tmp/nightjar-rustls-client-target}"
+cargo build --quiet --release --manifest-path "$HERE/rustls-client/Cargo.toml" --target-dir "$RUSTLS_TARGET"
+RUSTLS_CLIENT="$RUSTLS_TARGET/release/nightjar-rustls-capture-client"
 
 cleanup() {
     set +e
@@ -180,13 +186,19 @@ hello=$(tshark -r "$OUT/quic-clients.pcap" -Y "quic && tls.handshake.type == 1" 
 log "Chromium's QUIC ClientHello: ${hello:-no} bytes"
 [[ ${hello:-0} -gt 1472 ]] || { log "the QUIC ClientHello did not span several packets"; exit 1; }
 
-for f in quic-clients java-tls; do
+# 3. rustls 0.23 (ring provider) over TCP.
+capture rustls-tls "tcp port 443"
+C timeout 10 "$RUSTLS_CLIENT" "$SRV" rustls.example.test >"$WORK/rustls.log" 2>&1 || true
+end_capture
+
+for f in quic-clients java-tls rustls-tls; do
     python3 "$HERE/make-expected.py" "$OUT/$f.pcap" >"$OUT/$f.expected.jsonl"
 done
 {
     echo "chromium: $(chromium --version 2>/dev/null)"
     echo "aioquic: $(python3 -c 'import aioquic; print(aioquic.__version__)')"
     echo "java: $(java -version 2>&1 | head -1)"
+    echo "rustls: $(cargo tree --quiet --offline --manifest-path "$HERE/rustls-client/Cargo.toml" -e normal -i rustls --depth 0 2>/dev/null | head -1)"
     echo "openssl: $(openssl version)"
     echo "tcpdump: $(tcpdump --version 2>&1 | head -1)"
     echo "tshark: $(tshark --version | head -1)"
