@@ -39,7 +39,7 @@ const BASE_BYTES: u64 = 24 << 20;
 const PER_FLOW_BYTES: u64 = 4 << 10;
 
 /// A flow holding a partial ClientHello adds its reassembly buffer, at most
-/// `flow::reassembly::HANDSHAKE_BYTES_CLIENT` (16 KiB); the buffer grows with the
+/// `flow::reassembly::HANDSHAKE_BYTES_SERVER` (32 KiB); the buffer grows with the
 /// bytes held, so a 1 KiB partial hello costs about 2 KiB (growth doubling).
 const PARTIAL_HELLO_BYTES: u64 = 2 << 10;
 

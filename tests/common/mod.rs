@@ -12,9 +12,12 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_nightjar")
 }
 
-/// The shared conformance corpus, if this checkout has it beside it.
+/// The shared conformance corpus: `$NIGHTJAR_CORPUS` if set, else
+/// `../shared/corpus` beside this checkout, if it is there.
 pub fn corpus() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    let p = std::env::var_os("NIGHTJAR_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
     p.join("expect.jsonl").exists().then_some(p)
 }
 
