@@ -24,10 +24,10 @@ SRV=10.79.0.1
 CLI=10.79.0.2
 NAME=app.example.test
 WORK="$(mktemp -d /tmp/njmore.XXXXXX)"
-PIDS=()
-log() { printf '[make-more-captures] %s\n' "$*" >&2; }
-
-[[ $EUID -eq 0 ]] || { echo "run as root (network namespaces, tcpdump)" >&2; exit 1; }
+LOG_TAG=make-more-captures
+# shellcheck source=netns-lib.sh
+. "$HERE/netns-lib.sh"
+require_root
 for t in chromium java cargo tcpdump tshark openssl; do
     command -v "$t" >/dev/null || { log "$t not found"; exit 1; }
 done
@@ -37,31 +37,8 @@ RUSTLS_TARGET="${CARGO_TARGET_DIR:-/tmp/nightjar-rustls-client-target}"
 cargo build --quiet --release --manifest-path "$HERE/rustls-client/Cargo.toml" --target-dir "$RUSTLS_TARGET"
 RUSTLS_CLIENT="$RUSTLS_TARGET/release/nightjar-rustls-capture-client"
 
-cleanup() {
-    set +e
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    ip netns del "$NS_C" 2>/dev/null
-    ip netns del "$NS_S" 2>/dev/null
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap "exit 130" INT TERM
-ip netns del "$NS_C" 2>/dev/null || true
-ip netns del "$NS_S" 2>/dev/null || true
-
-ip netns add "$NS_S"
-ip netns add "$NS_C"
-ip link add njmore-c0 netns "$NS_C" type veth peer name njmore-s0 netns "$NS_S"
-for pair in "$NS_S:njmore-s0:$SRV" "$NS_C:njmore-c0:$CLI"; do
-    IFS=: read -r ns dev addr <<<"$pair"
-    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-    ip -n "$ns" link set "$dev" mtu 1500
-    ip netns exec "$ns" ethtool -K "$dev" tx off rx off tso off gso off gro off >/dev/null 2>&1 || true
-    ip -n "$ns" addr add "$addr/24" dev "$dev"
-    ip -n "$ns" link set lo up
-    ip -n "$ns" link set "$dev" up
-done
+netns_start "$NS_S" "$NS_C"
+veth_pair "$NS_S" njmore-s0 "$SRV/24" "$NS_C" njmore-c0 "$CLI/24"
 C() { ip netns exec "$NS_C" "$@"; }
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=$NAME" \
