@@ -557,7 +557,7 @@ mod tests {
         match rx.try_recv().unwrap() {
             CorrelatorMsg::Update(Update::Inventory(Some(m))) => {
                 let ids: Vec<&str> = m.devices().iter().map(|d| d.id.as_str()).collect();
-                assert_eq!(ids, ["b", "a"]);
+                assert_eq!(ids, ["a", "b"]);
             }
             other => panic!("{other:?}"),
         }
