@@ -33,7 +33,7 @@ use super::baseline::Baselines;
 use super::coverage::{AppTally, DeviceTally};
 use super::timeline::{self, AppFlow, Mark, Segment, TimelineConfig};
 use crate::mdm::{AppProfile, Catalog, Confidence, EventKind, Inventory, LifecycleEvent};
-use crate::observation::FlowSummary;
+use crate::observation::{FlowSummary, Termination};
 use crate::output::record::{ts, Record};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -664,7 +664,14 @@ impl Detector {
                 }
             }
         }
-        let alerts = self.advance(f.emitted_ns.max(f.end_ns));
+        // A flow flushed because the input ended or the sensor stopped was emitted at
+        // the stop, which says nothing about traffic after its last packet: it moves
+        // time only to its end (the final scoring is `finish`).
+        let now = match f.termination {
+            Termination::EndOfInput | Termination::Shutdown => f.end_ns,
+            _ => f.emitted_ns.max(f.end_ns),
+        };
+        let alerts = self.advance(now);
         (attribution, alerts)
     }
 

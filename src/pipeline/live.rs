@@ -101,6 +101,10 @@ pub struct LiveState {
     pub merge_released_early: AtomicU64,
     /// AN1717 alert records the correlator wrote.
     pub alerts: AtomicU64,
+    /// Wall-clock time (ns) at which shutdown flushes every shard: one time for all,
+    /// so flows flushed together reach the correlator in one order whatever shard
+    /// holds them. 0 = not shutting down (a worker whose capture failed uses its clock).
+    pub flush_at_ns: AtomicU64,
     pub started: Instant,
 }
 
@@ -124,6 +128,7 @@ impl LiveState {
             output_errors: AtomicU64::new(0),
             merge_released_early: AtomicU64::new(0),
             alerts: AtomicU64::new(0),
+            flush_at_ns: AtomicU64::new(0),
             started: Instant::now(),
         }
     }
@@ -253,6 +258,8 @@ impl LiveRun {
     /// the stats record and waits until the output is written. Gives the correlator
     /// back (its baselines are state to keep).
     pub fn shutdown(self) -> Result<(ReplayReport, Correlator), LiveRunError> {
+        let end = wall_clock_ns().saturating_sub(CLOCK_SLACK_NS);
+        self.state.flush_at_ns.store(end, Ordering::SeqCst);
         self.state.stop.store(true, Ordering::SeqCst);
         let mut report = ReplayReport::default();
         let mut panicked = None;
@@ -382,7 +389,12 @@ fn capture_worker(
                 }
             }
             Ok(None) => {
-                let now = wall_clock_ns().saturating_sub(CLOCK_SLACK_NS);
+                let mut now = wall_clock_ns().saturating_sub(CLOCK_SLACK_NS);
+                // Never past the shutdown flush time: every shard flushes at that one time.
+                match state.flush_at_ns.load(Ordering::SeqCst) {
+                    0 => {}
+                    t => now = now.min(t),
+                }
                 shard.advance(now, &mut out.pending);
             }
             Err(e) => {
@@ -406,7 +418,10 @@ fn capture_worker(
     // Shutdown (or a failed capture): every open flow becomes a record.
     let kernel = handle.stats();
     drop(handle);
-    let end = wall_clock_ns().saturating_sub(CLOCK_SLACK_NS);
+    let end = match state.flush_at_ns.load(Ordering::SeqCst) {
+        0 => wall_clock_ns().saturating_sub(CLOCK_SLACK_NS),
+        t => t,
+    };
     shard.flush(Termination::Shutdown, end, &mut out.pending);
     // The last message must arrive: capture is over, so this may block.
     let last = ShardMsg {
