@@ -133,8 +133,12 @@ pub fn start(
         let client = Intune::new(i, HttpOptions::default(), Arc::clone(&s))?;
         let tracker = InventoryTracker::open(intune::NAME, dir, Arc::clone(&s));
         let out = outputs(intune::NAME, &tracker, &mut a.tasks);
-        a.tasks
-            .push(tokio::spawn(run_intune(client, tracker, i.poll_interval, out)));
+        a.tasks.push(tokio::spawn(run_intune(
+            client,
+            tracker,
+            i.poll_interval,
+            out,
+        )));
         a.stats.push((intune::NAME, s));
     }
     if let (Some(w), Some(listener)) = (&cfg.mdm.webhook, webhook_listener) {

@@ -39,8 +39,8 @@ use crate::correlate::identity::{FeedListener, IdentityError};
 use crate::correlate::{AnalysisOptions, Correlator, CorrelatorOptions};
 use crate::output::{Sink, SinkError};
 use crate::pipeline::live::{self, CorrelatorMsg, LiveRunError, OutputMsg};
-use inputs::Inputs;
 use crate::pipeline::replay::ReplayReport;
+use inputs::Inputs;
 use notify::Notifier;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -123,12 +123,11 @@ pub fn run(cfg: &Config) -> Result<(), DaemonError> {
     listener.set_nonblocking(true).map_err(DaemonError::Start)?;
     let webhook_listener = match &cfg.mdm.webhook {
         Some(w) => {
-            let l = std::net::TcpListener::bind(w.listen).map_err(|source| {
-                DaemonError::Webhook {
+            let l =
+                std::net::TcpListener::bind(w.listen).map_err(|source| DaemonError::Webhook {
                     addr: w.listen,
                     source,
-                }
-            })?;
+                })?;
             l.set_nonblocking(true).map_err(DaemonError::Start)?;
             Some(l)
         }
@@ -173,10 +172,8 @@ pub fn run(cfg: &Config) -> Result<(), DaemonError> {
         mdm::start(cfg, webhook_listener)?
     };
     let m = &cfg.mdm;
-    let detect = m.inventory.is_some()
-        || m.events.is_some()
-        || m.catalog.is_some()
-        || !adapters.is_empty();
+    let detect =
+        m.inventory.is_some() || m.events.is_some() || m.catalog.is_some() || !adapters.is_empty();
     let baseline_path = cfg.state_dir.join(BASELINES_FILE);
     let analysis = detect.then(|| AnalysisOptions {
         baselines: load_baselines(&baseline_path),
@@ -231,7 +228,9 @@ pub fn run(cfg: &Config) -> Result<(), DaemonError> {
         adapters,
         coverage_every: cfg.coverage_interval,
     };
-    let stop = rt.block_on(control(signals, listener, endpoint, plane, &notifier, &status));
+    let stop = rt.block_on(control(
+        signals, listener, endpoint, plane, &notifier, &status,
+    ));
     notifier.notify("STOPPING=1");
     if let Some(l) = feed_socket {
         l.shutdown();

@@ -95,7 +95,8 @@ pub fn parse_status_report(json: &[u8]) -> Result<Option<(Vec<DeclarativeApp>, b
     let list = list
         .as_array()
         .ok_or("status report: app.managed.list is not an array")?;
-    let s = |a: &serde_json::Value, k: &str| non_empty(a.get(k).and_then(serde_json::Value::as_str));
+    let s =
+        |a: &serde_json::Value, k: &str| non_empty(a.get(k).and_then(serde_json::Value::as_str));
     let apps = list
         .iter()
         .take(MAX_DECLARATIVE_APPS)
@@ -163,7 +164,13 @@ fn declarative(c: Checkin) -> Result<Option<MdmHook>, String> {
     let Some(PlistValue::Data(json)) = plist.get("Data") else {
         return Err("status check-in without Data".into());
     };
-    Ok(parse_status_report(json)?.map(|(apps, full)| MdmHook::DeclarativeApps { udid, apps, full }))
+    Ok(
+        parse_status_report(json)?.map(|(apps, full)| MdmHook::DeclarativeApps {
+            udid,
+            apps,
+            full,
+        }),
+    )
 }
 
 /// Parses a MicroMDM/NanoMDM webhook body. `Ok(None)` for events nightjar does not use
@@ -304,10 +311,8 @@ impl MicroMdm {
                     let listed: HashSet<&str> = apps.iter().map(|a| a.bundle_id.as_str()).collect();
                     list.retain(|a| !a.managed || listed.contains(a.bundle_id.as_str()));
                 }
-                let mut by_id: BTreeMap<String, InstalledApp> = list
-                    .drain(..)
-                    .map(|a| (a.bundle_id.clone(), a))
-                    .collect();
+                let mut by_id: BTreeMap<String, InstalledApp> =
+                    list.drain(..).map(|a| (a.bundle_id.clone(), a)).collect();
                 for a in apps {
                     if a.installed {
                         let app = InstalledApp {
@@ -508,7 +513,9 @@ mod tests {
 
     #[test]
     fn declarative_app_status_updates_the_apps() {
-        let (apps, full) = parse_status_report(STATUS_FULL.as_bytes()).unwrap().unwrap();
+        let (apps, full) = parse_status_report(STATUS_FULL.as_bytes())
+            .unwrap()
+            .unwrap();
         assert!(full);
         let installed: Vec<(&str, Option<&str>)> = apps
             .iter()
@@ -517,7 +524,10 @@ mod tests {
             .collect();
         assert_eq!(
             installed,
-            [("com.example.chat", Some("4.2")), ("com.example.vpn", Some("1.0"))]
+            [
+                ("com.example.chat", Some("4.2")),
+                ("com.example.vpn", Some("1.0"))
+            ]
         );
 
         let stats = Arc::new(AdapterStats::default());
@@ -528,14 +538,20 @@ mod tests {
         let h = parse_webhook(ddm_webhook("U1", "status", STATUS_FULL).as_bytes())
             .unwrap()
             .unwrap();
-        assert!(m.apply(h, 1).unwrap().is_empty(), "first report is a baseline");
+        assert!(
+            m.apply(h, 1).unwrap().is_empty(),
+            "first report is a baseline"
+        );
         let cur = m.current();
         let apps: Vec<(&str, bool)> = cur
             .apps("U1")
             .iter()
             .map(|a| (a.bundle_id.as_str(), a.managed))
             .collect();
-        assert_eq!(apps, [("com.example.chat", true), ("com.example.vpn", true)]);
+        assert_eq!(
+            apps,
+            [("com.example.chat", true), ("com.example.vpn", true)]
+        );
 
         let h = parse_webhook(ddm_webhook("U1", "status", STATUS_DELTA).as_bytes())
             .unwrap()
@@ -554,11 +570,18 @@ mod tests {
                 (EventKind::AppRemoved, "com.example.vpn".to_string()),
             ]
         );
-        assert_eq!(m.current().app("U1", "com.example.chat").and_then(|a| a.version.as_deref()), Some("4.3"));
+        assert_eq!(
+            m.current()
+                .app("U1", "com.example.chat")
+                .and_then(|a| a.version.as_deref()),
+            Some("4.3")
+        );
 
         // A full report that no longer lists Chat takes it off.
         let empty = r#"{"StatusItems":{"app":{"managed":{"list":[]}}},"FullReport":true}"#;
-        let h = parse_webhook(ddm_webhook("U1", "status", empty).as_bytes()).unwrap().unwrap();
+        let h = parse_webhook(ddm_webhook("U1", "status", empty).as_bytes())
+            .unwrap()
+            .unwrap();
         let kinds: Vec<_> = m.apply(h, 3).unwrap().iter().map(|e| e.kind).collect();
         assert_eq!(kinds, [EventKind::AppRemoved]);
         assert!(m.current().apps("U1").is_empty());
