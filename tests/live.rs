@@ -1027,3 +1027,52 @@ fn an1717_alerts_live_equal_the_replay_of_what_was_captured() {
     // The baselines learnt are kept for the next start.
     assert!(ns.dir.join("state/baselines.json").exists());
 }
+
+#[test]
+fn identity_socket_lines_name_the_device() {
+    let test = "identity_socket_lines_name_the_device";
+    if !can_run(test) {
+        return;
+    }
+    let ns = Netns::new("s");
+    let sock = ns.dir.join("identity.sock");
+    let cfg = ns.config(1, LONG_TIMEOUTS);
+    append(
+        &cfg,
+        &format!("[identity]\nsocket = \"{}\"\n", sock.display()),
+    );
+    let d = Daemon::start(&ns, &cfg);
+    // A VPN hook says who holds the demo client's address from a minute ago on.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let ts = nightjar::mdm::format_rfc3339(now - 60_000_000_000);
+    let line = serde_json::json!({"ts": ts, "ip": "10.15.33.65", "device_id": "vpn-ipad-9",
+                                  "user": "alice", "source": "strongswan"});
+    {
+        use std::io::Write;
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).expect("the identity socket");
+        writeln!(s, "{line}").unwrap();
+        writeln!(s, "not a feed line").unwrap();
+    }
+    let m = metrics_when(
+        &ns,
+        "nightjar_identity_socket_lines_total{result=\"bad\"}",
+        1.0,
+    );
+    assert_eq!(
+        m["nightjar_identity_socket_lines_total{result=\"accepted\"}"],
+        1.0
+    );
+    wait_child(ns.replay(&[repo().join("pcaps/demo.pcap")], &["--topspeed"]));
+    let iface = format!("{{interface=\"{}\"}}", ns.rx_if);
+    metrics_when(&ns, &format!("nightjar_packets_total{iface}"), 47.0);
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log:?}");
+    assert!(!sock.exists(), "the socket file is removed at stop");
+    assert_eq!(
+        demo_client_devices(&read_records(&ns.out())),
+        ["vpn-ipad-9"]
+    );
+}
