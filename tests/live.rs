@@ -973,7 +973,7 @@ fn an1717_alerts_live_equal_the_replay_of_what_was_captured() {
             "tcpdump did not start"
         );
     }
-    wait_child(ns.replay(&[pcap.clone()], &["--topspeed"]));
+    wait_child(ns.replay(std::slice::from_ref(&pcap), &["--topspeed"]));
     let offline = run(&["replay", "--quiet", pcap.to_str().unwrap()], LIMIT);
     let want = stats(&records(&offline))["nightjar"]["stats"]["packets"]
         .as_f64()

@@ -418,7 +418,8 @@ impl MetricSource for MdmMetrics {
             .map(|(n, s)| (*n, s.snapshot(now)))
             .collect();
         type Pick = fn(&crate::mdm::adapter::StatsSnapshot) -> u64;
-        let by_result: [(&str, &str, [(&str, Pick); 2]); 2] = [
+        type ByResult<'a> = (&'a str, &'a str, [(&'a str, Pick); 2]);
+        let by_result: [ByResult; 2] = [
             (
                 "nightjar_mdm_polls_total",
                 "Full inventory pulls, by adapter and result (a failure keeps the last good inventory).",
