@@ -1076,3 +1076,68 @@ fn identity_socket_lines_name_the_device() {
         ["vpn-ipad-9"]
     );
 }
+
+#[test]
+fn micromdm_webhooks_feed_the_inventory_used_on_flows() {
+    let test = "micromdm_webhooks_feed_the_inventory_used_on_flows";
+    if !can_run(test) {
+        return;
+    }
+    let ns = Netns::new("w");
+    let secret = ns.dir.join("webhook-secret");
+    std::fs::write(&secret, "hook-secret\n").unwrap();
+    let cfg = ns.config(1, LONG_TIMEOUTS);
+    append(
+        &cfg,
+        &format!(
+            "[mdm.webhook]\nlisten = \"127.0.0.1:9465\"\nsecret_file = \"{}\"\nmicromdm = true\n",
+            secret.display()
+        ),
+    );
+    let d = Daemon::start(&ns, &cfg);
+    let udid = "00008030-001A2B3C4D5E6F70";
+    let info = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><plist version=\"1.0\"><dict>\
+         <key>CommandUUID</key><string>c1</string><key>QueryResponses</key><dict>\
+         <key>SerialNumber</key><string>F2LXK0AAPLJM</string>\
+         <key>WiFiMAC</key><string>{DEMO_MAC}</string></dict>\
+         <key>Status</key><string>Acknowledged</string><key>UDID</key><string>{udid}</string>\
+         </dict></plist>"
+    );
+    let body = nightjar::mdm::adapter::micromdm::envelope("mdm.Connect", udid, &info);
+    // A wrong secret is refused; the right one accepted.
+    for (auth, want) in [("Bearer nope", "401"), ("Bearer hook-secret", "202")] {
+        let req = format!(
+            "POST /webhook/nanomdm HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let file = ns.dir.join("request");
+        std::fs::write(&file, req).unwrap();
+        let script = format!(
+            "exec 3<>/dev/tcp/127.0.0.1/9465 && cat {} >&3 && cat <&3",
+            file.display()
+        );
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns.rx_ns, "bash", "-c", &script])
+            .output()
+            .expect("run bash");
+        let answer = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(answer.starts_with(&format!("HTTP/1.1 {want}")), "{answer}");
+    }
+    let m = metrics_when(&ns, "nightjar_inventory_devices", 1.0);
+    assert_eq!(
+        m["nightjar_mdm_webhooks_total{adapter=\"webhook\",result=\"unauthorized\"}"],
+        1.0
+    );
+    assert_eq!(
+        m["nightjar_mdm_webhooks_total{adapter=\"webhook\",result=\"accepted\"}"],
+        1.0
+    );
+    wait_child(ns.replay(&[repo().join("pcaps/demo.pcap")], &["--topspeed"]));
+    let iface = format!("{{interface=\"{}\"}}", ns.rx_if);
+    metrics_when(&ns, &format!("nightjar_packets_total{iface}"), 47.0);
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log:?}");
+    assert_eq!(demo_client_devices(&read_records(&ns.out())), [udid]);
+}
