@@ -720,6 +720,17 @@ fn all_written(ns: &Netns, packets: f64) {
     }
 }
 
+/// Sends the demo capture, stops the daemon once it was read, and gives
+/// [`demo_client_devices`] of what was written.
+fn demo_devices_after_replay(ns: &Netns, d: Daemon) -> Vec<String> {
+    wait_child(ns.replay(&[repo().join("pcaps/demo.pcap")], &["--topspeed"]));
+    let iface = format!("{{interface=\"{}\"}}", ns.rx_if);
+    metrics_when(ns, &format!("nightjar_packets_total{iface}"), 47.0);
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log:?}");
+    demo_client_devices(&read_records(&ns.out()))
+}
+
 fn write_inventory(path: &Path, device: &str) {
     let inv = serde_json::json!({"devices": [{"id": device, "wifi_mac": DEMO_MAC, "apps": []}]});
     std::fs::write(path, inv.to_string()).unwrap();
@@ -901,12 +912,7 @@ fn jamf_poller_feeds_the_inventory_used_on_flows() {
         0.0
     );
     assert!(m.contains_key("nightjar_mdm_inventory_age_seconds{adapter=\"jamf\"}"));
-    wait_child(ns.replay(&[repo().join("pcaps/demo.pcap")], &["--topspeed"]));
-    let iface = format!("{{interface=\"{}\"}}", ns.rx_if);
-    metrics_when(&ns, &format!("nightjar_packets_total{iface}"), 47.0);
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log:?}");
-    assert_eq!(demo_client_devices(&read_records(&ns.out())), [udid]);
+    assert_eq!(demo_devices_after_replay(&ns, d), [udid]);
     // The last good inventory is kept for the next start.
     let saved = std::fs::read_to_string(ns.dir.join("state/mdm-jamf-inventory.json")).unwrap();
     assert!(saved.contains(udid), "{saved}");
@@ -1065,16 +1071,8 @@ fn identity_socket_lines_name_the_device() {
         m["nightjar_identity_socket_lines_total{result=\"accepted\"}"],
         1.0
     );
-    wait_child(ns.replay(&[repo().join("pcaps/demo.pcap")], &["--topspeed"]));
-    let iface = format!("{{interface=\"{}\"}}", ns.rx_if);
-    metrics_when(&ns, &format!("nightjar_packets_total{iface}"), 47.0);
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log:?}");
+    assert_eq!(demo_devices_after_replay(&ns, d), ["vpn-ipad-9"]);
     assert!(!sock.exists(), "the socket file is removed at stop");
-    assert_eq!(
-        demo_client_devices(&read_records(&ns.out())),
-        ["vpn-ipad-9"]
-    );
 }
 
 #[test]
@@ -1134,10 +1132,5 @@ fn micromdm_webhooks_feed_the_inventory_used_on_flows() {
         m["nightjar_mdm_webhooks_total{adapter=\"webhook\",result=\"accepted\"}"],
         1.0
     );
-    wait_child(ns.replay(&[repo().join("pcaps/demo.pcap")], &["--topspeed"]));
-    let iface = format!("{{interface=\"{}\"}}", ns.rx_if);
-    metrics_when(&ns, &format!("nightjar_packets_total{iface}"), 47.0);
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log:?}");
-    assert_eq!(demo_client_devices(&read_records(&ns.out())), [udid]);
+    assert_eq!(demo_devices_after_replay(&ns, d), [udid]);
 }

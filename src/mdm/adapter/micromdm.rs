@@ -257,6 +257,28 @@ impl MicroMdm {
         self.tracker.current()
     }
 
+    /// The app list of device `udid`, the device added if new (`None`: refused at
+    /// [`super::MAX_DEVICES`], counted). A device without a list yet goes in
+    /// `baseline`: its first list emits no events.
+    fn app_list(
+        &mut self,
+        udid: &str,
+        baseline: &mut HashSet<String>,
+    ) -> Option<&mut Option<Vec<InstalledApp>>> {
+        if !self.devices.contains_key(udid) && self.devices.len() >= super::MAX_DEVICES {
+            AdapterStats::inc(&self.stats.devices_skipped);
+            return None;
+        }
+        let entry = self
+            .devices
+            .entry(udid.to_string())
+            .or_insert_with(|| (new_device(udid), None));
+        if entry.1.is_none() {
+            baseline.insert(udid.to_string());
+        }
+        Some(&mut entry.1)
+    }
+
     /// Applies one webhook; the derived events.
     pub fn apply(
         &mut self,
@@ -295,18 +317,10 @@ impl MicroMdm {
                 }
             }
             MdmHook::DeclarativeApps { udid, apps, full } => {
-                if !self.devices.contains_key(&udid) && self.devices.len() >= super::MAX_DEVICES {
-                    AdapterStats::inc(&self.stats.devices_skipped);
+                let Some(list) = self.app_list(&udid, &mut baseline) else {
                     return Ok(Vec::new());
-                }
-                let entry = self
-                    .devices
-                    .entry(udid.clone())
-                    .or_insert_with(|| (new_device(&udid), None));
-                if entry.1.is_none() {
-                    baseline.insert(udid.clone());
-                }
-                let list = entry.1.get_or_insert_with(Vec::new);
+                };
+                let list = list.get_or_insert_with(Vec::new);
                 if full {
                     let listed: HashSet<&str> = apps.iter().map(|a| a.bundle_id.as_str()).collect();
                     list.retain(|a| !a.managed || listed.contains(a.bundle_id.as_str()));
@@ -331,18 +345,10 @@ impl MicroMdm {
                 *list = by_id.into_values().collect();
             }
             MdmHook::InstalledApps { udid, apps } => {
-                if !self.devices.contains_key(&udid) && self.devices.len() >= super::MAX_DEVICES {
-                    AdapterStats::inc(&self.stats.devices_skipped);
+                let Some(list) = self.app_list(&udid, &mut baseline) else {
                     return Ok(Vec::new());
-                }
-                let entry = self
-                    .devices
-                    .entry(udid.clone())
-                    .or_insert_with(|| (new_device(&udid), None));
-                if entry.1.is_none() {
-                    baseline.insert(udid.clone());
-                }
-                entry.1 = Some(
+                };
+                *list = Some(
                     apps.into_iter()
                         .map(|(bundle_id, version)| InstalledApp {
                             device_id: udid.clone(),
