@@ -746,7 +746,13 @@ fn sighup_reloads_the_inventory_for_later_flows() {
     let inv = ns.dir.join("inventory.json");
     write_inventory(&inv, "ipad-before");
     let cfg = ns.config(1, SHORT_TIMEOUTS);
-    append(&cfg, &format!("[mdm]\ninventory = \"{}\"\n", inv.display()));
+    append(
+        &cfg,
+        &format!(
+            "[mdm]\ninventory = \"{}\"\n[daemon]\ncoverage_interval = \"1s\"\n",
+            inv.display()
+        ),
+    );
     let demo = vec![repo().join("pcaps/demo.pcap")];
     let offline = run(&["replay", "--quiet", demo[0].to_str().unwrap()], LIMIT);
     let per_copy = stats(&records(&offline))["nightjar"]["stats"]["packets"]
@@ -785,11 +791,24 @@ fn sighup_reloads_the_inventory_for_later_flows() {
     let failures: Vec<&String> = log.iter().filter(|l| l.contains("mdm.inventory")).collect();
     assert_eq!(failures.len(), 1, "{log:?}");
     // Flows written before the reload carry the old identity, every later one the new.
-    let ids = demo_client_devices(&read_records(&ns.out()));
+    let recs = read_records(&ns.out());
+    let ids = demo_client_devices(&recs);
     let before = ids.iter().take_while(|i| *i == "ipad-before").count();
     assert!(before >= 1, "{ids:?}");
     assert!(ids.len() >= before + 2, "{ids:?}");
     assert!(ids[before..].iter().all(|i| i == "ipad-after"), "{ids:?}");
+    // Coverage is written every second while running (the copies were seconds
+    // apart), not only at shutdown: some comes before the last flow record.
+    let last_flow = recs
+        .iter()
+        .rposition(|r| dataset(r) == "nightjar.flow")
+        .unwrap();
+    assert!(
+        recs[..last_flow]
+            .iter()
+            .any(|r| dataset(r) == "nightjar.coverage" && r["device"]["id"] == "ipad-before"),
+        "no periodic coverage record"
+    );
 }
 
 /// Answers one request of a Jamf Pro API: the token endpoint, and one page of
