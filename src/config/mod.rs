@@ -52,10 +52,20 @@ struct Raw {
     daemon: RawDaemon,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawDaemon {
     user: String,
+    coverage_interval: String,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        RawDaemon {
+            user: String::new(),
+            coverage_interval: "1h".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -212,6 +222,7 @@ fn default_graph_url() -> String {
 #[serde(deny_unknown_fields, default)]
 struct RawIdentity {
     feed: Option<String>,
+    socket: Option<String>,
     #[serde(rename = "static")]
     statics: Vec<RawStaticIdentity>,
 }
@@ -241,11 +252,15 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     pub mdm: MdmConfig,
     pub identity_feed: Option<PathBuf>,
+    /// `[identity] socket`: the Unix socket `nightjar run` serves for feed lines.
+    pub identity_socket: Option<PathBuf>,
     /// `[identity] static`: address and/or MAC → device id, the least trusted source.
     pub identity_static: Vec<StaticIdentity>,
     /// `[daemon] user`: the account `nightjar run` switches to after opening
     /// capture (None: stay the invoking user, still dropping capabilities).
     pub daemon_user: Option<String>,
+    /// `[daemon] coverage_interval`: how often `nightjar run` writes coverage records.
+    pub coverage_interval: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -567,11 +582,16 @@ impl Config {
                 webhook,
             },
             identity_feed: opt_path(&raw.identity.feed),
+            identity_socket: opt_path(&raw.identity.socket),
             identity_static,
             daemon_user: {
                 let u = raw.daemon.user.trim();
                 (!u.is_empty()).then(|| u.to_string())
             },
+            coverage_interval: Duration::from_nanos(positive(
+                "daemon.coverage_interval",
+                &raw.daemon.coverage_interval,
+            )?),
         })
     }
 }

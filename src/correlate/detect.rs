@@ -33,7 +33,7 @@ use super::baseline::Baselines;
 use super::coverage::{AppTally, DeviceTally};
 use super::timeline::{self, AppFlow, Mark, Segment, TimelineConfig};
 use crate::mdm::{AppProfile, Catalog, Confidence, EventKind, Inventory, LifecycleEvent};
-use crate::observation::FlowSummary;
+use crate::observation::{FlowSummary, Termination};
 use crate::output::record::{ts, Record};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -52,6 +52,10 @@ pub const MAX_EVENTS_PER_DEVICE: usize = 1024;
 pub const MAX_TRACKED_DEVICES: usize = 100_000;
 /// Episode alert states kept per device (4096): one per episode in the window.
 pub const MAX_EPISODES_PER_DEVICE: usize = 4096;
+/// Lifecycle events handed over while running (MDM pollers, webhooks, reloads) and not
+/// yet observed: a day of a large fleet's derived events; beyond it the oldest is
+/// dropped (counted in `events_dropped`).
+pub const MAX_PENDING_EVENTS: usize = 1_000_000;
 /// Flows listed in an alert's `network.community_id` (256).
 pub const MAX_ALERT_FLOWS: usize = 256;
 /// Distinct apps remembered per JA4 to tell a shared TLS stack (16).
@@ -457,6 +461,51 @@ impl Detector {
         &self.inv
     }
 
+    /// Replaces the inventory (a reload or a new MDM pull); flows already held keep
+    /// the attribution they got.
+    pub fn set_inventory(&mut self, inv: Arc<Inventory>) {
+        self.inv = inv;
+    }
+
+    /// Replaces the app catalog (a reload).
+    pub fn set_catalog(&mut self, cat: Arc<Catalog>) {
+        self.cat = cat;
+    }
+
+    /// Adds lifecycle events learnt while running; each is applied once packet time
+    /// reaches its `observed_ts`, like the events given at the start. Bounded by
+    /// [`MAX_PENDING_EVENTS`] (the oldest pending go first, counted).
+    pub fn add_events(&mut self, events: Vec<LifecycleEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut all: Vec<LifecycleEvent> = self.pending.drain(..).collect();
+        all.extend(events);
+        all.sort_by(|a, b| (a.observed_ts, a.ts, &a.id).cmp(&(b.observed_ts, b.ts, &b.id)));
+        let over = all.len().saturating_sub(MAX_PENDING_EVENTS);
+        self.stats.events_dropped += over as u64;
+        self.pending = all.into_iter().skip(over).collect();
+    }
+
+    /// The `nightjar.coverage` records as they stand (one per device or unidentified
+    /// client), without ending anything: the daemon writes them periodically.
+    pub fn coverage(&self, now_ns: u64) -> Vec<Value> {
+        let mut dks: Vec<&String> = self.devices.keys().collect();
+        dks.sort();
+        dks.into_iter()
+            .map(|dk| {
+                let dev = &self.devices[dk];
+                dev.tally.record(
+                    dk,
+                    dev.is_device,
+                    dev.client_ip.as_deref(),
+                    self.inv.device(dk).is_some(),
+                    now_ns,
+                )
+            })
+            .collect()
+    }
+
     pub fn baselines(&self) -> &Baselines {
         &self.baselines
     }
@@ -615,7 +664,14 @@ impl Detector {
                 }
             }
         }
-        let alerts = self.advance(f.emitted_ns.max(f.end_ns));
+        // A flow flushed because the input ended or the sensor stopped was emitted at
+        // the stop, which says nothing about traffic after its last packet: it moves
+        // time only to its end (the final scoring is `finish`).
+        let now = match f.termination {
+            Termination::EndOfInput | Termination::Shutdown => f.end_ns,
+            _ => f.emitted_ns.max(f.end_ns),
+        };
+        let alerts = self.advance(now);
         (attribution, alerts)
     }
 
@@ -711,19 +767,7 @@ impl Detector {
         for (dk, app) in keys {
             alerts.extend(self.evaluate(&dk, &app, now_ns, true));
         }
-        let mut records = Vec::new();
-        let mut dks: Vec<&String> = self.devices.keys().collect();
-        dks.sort();
-        for dk in dks {
-            let dev = &self.devices[dk];
-            records.push(dev.tally.record(
-                dk,
-                dev.is_device,
-                dev.client_ip.as_deref(),
-                self.inv.device(dk).is_some(),
-                now_ns,
-            ));
-        }
+        let mut records = self.coverage(now_ns);
         for (app, t) in &self.apps {
             let installed = self
                 .inv
