@@ -18,8 +18,25 @@ use std::collections::{HashMap, VecDeque};
 
 const NS: u64 = 1_000_000_000;
 
-/// How often, in packet time, idle flows are swept out of the table.
+/// How often, in packet time, idle flows are swept out of the table. Sweeps fall on
+/// whole multiples of it (the sweep boundaries), the same for every shard.
 pub const SWEEP_INTERVAL_NS: u64 = NS;
+
+/// The last sweep boundary at or before `ns`.
+fn boundary_at_or_before(ns: u64) -> u64 {
+    ns - ns % SWEEP_INTERVAL_NS
+}
+
+/// The first sweep boundary at which a flow last seen at `last_ns` is idle past
+/// `timeout`: the emit time of a flow that ends idle in a sweep. It depends on the flow
+/// alone, not on which shard holds it or when that shard next sees a packet, so the
+/// records and their order are the same for any number of workers.
+fn idle_boundary(last_ns: u64, timeout: u64) -> u64 {
+    let deadline = last_ns.saturating_add(timeout).saturating_add(1);
+    deadline
+        .div_ceil(SWEEP_INTERVAL_NS)
+        .saturating_mul(SWEEP_INTERVAL_NS)
+}
 
 /// How many stale queue entries one eviction may skip before it takes the
 /// oldest entry it has: bounds the work a full table adds to one packet.
@@ -225,7 +242,6 @@ impl Shard {
         self.now_ns = now_ns;
         if now_ns >= self.next_sweep_ns {
             self.sweep(out);
-            self.next_sweep_ns = now_ns.saturating_add(SWEEP_INTERVAL_NS);
         }
     }
 
@@ -240,7 +256,6 @@ impl Shard {
         let clock = self.now_ns;
         if clock >= self.next_sweep_ns {
             self.sweep(out);
-            self.next_sweep_ns = clock.saturating_add(SWEEP_INTERVAL_NS);
         }
 
         if pkt.fragment != Fragment::None {
@@ -301,8 +316,9 @@ impl Shard {
                 && flow.tcp.closed()
                 && flow.tcp.isn[side.index()].is_some_and(|isn| isn != seq);
             if expired || reused {
+                // Not swept yet, so its idle boundary is still ahead: it ends now.
                 let reason = Self::end_reason(flow, expired);
-                out.push(self.finish(s, reason));
+                out.push(self.finish(s, reason, now));
                 slot = None;
             }
         }
@@ -387,7 +403,7 @@ impl Shard {
             self.flow_mut(s).interim_from_ns = now;
             self.stats.interim += 1;
             out.push(Observation::Flow(
-                self.summary(s, Termination::ActiveTimeout),
+                self.summary(s, Termination::ActiveTimeout, now),
             ));
         }
     }
@@ -503,19 +519,25 @@ impl Shard {
         (slot.gen == e.gen && flow.class as usize == class).then_some(flow)
     }
 
-    /// Emits flows whose idle timeout has passed.
+    /// Emits flows idle past their timeout as of the last sweep boundary, each at its
+    /// own [`idle_boundary`] (every one of them later than anything this shard emitted
+    /// before: those came from packets before the previous boundary it swept at).
     fn sweep(&mut self, out: &mut Vec<Observation>) {
         let now = self.now_ns;
+        let boundary = boundary_at_or_before(now);
+        self.next_sweep_ns = boundary.saturating_add(SWEEP_INTERVAL_NS);
         self.defrag.expire(now, &mut self.stats);
+        let first = out.len();
         for class in 0..CLASSES {
             while let Some(e) = self.queues[class].pop_front() {
                 let Some(flow) = self.entry_flow(&e, class) else {
                     continue;
                 };
                 let timeout = self.timeout(flow.class);
-                if now.saturating_sub(flow.last_ns) > timeout {
+                if boundary.saturating_sub(flow.last_ns) > timeout {
                     let reason = Self::end_reason(flow, true);
-                    out.push(self.finish(e.slot, reason));
+                    let at = idle_boundary(flow.last_ns, timeout);
+                    out.push(self.finish(e.slot, reason, at));
                 } else if flow.last_ns != e.last_ns {
                     // Touched since queued: goes to the back with its new time.
                     let last_ns = flow.last_ns;
@@ -525,6 +547,9 @@ impl Shard {
                     break;
                 }
             }
+        }
+        if let Some(swept) = out.get_mut(first..) {
+            swept.sort_unstable_by_key(Observation::order_key);
         }
     }
 
@@ -554,14 +579,14 @@ impl Shard {
         if let Some((_, class)) = best {
             if let Some(e) = self.queues[class].pop_front() {
                 self.stats.evicted += 1;
-                out.push(self.finish(e.slot, Termination::Evicted));
+                out.push(self.finish(e.slot, Termination::Evicted, self.now_ns));
             }
         }
     }
 
-    /// Removes a flow from the table and returns its final record.
-    fn finish(&mut self, s: u32, reason: Termination) -> Observation {
-        let obs = Observation::Flow(self.summary(s, reason));
+    /// Removes a flow from the table and returns its final record, emitted at `at_ns`.
+    fn finish(&mut self, s: u32, reason: Termination, at_ns: u64) -> Observation {
+        let obs = Observation::Flow(self.summary(s, reason, at_ns));
         let slot = &mut self.slots[s as usize];
         if let Some(flow) = slot.flow.take() {
             self.map.remove(&flow.key);
@@ -574,7 +599,7 @@ impl Shard {
         obs
     }
 
-    fn summary(&self, s: u32, reason: Termination) -> Box<FlowSummary> {
+    fn summary(&self, s: u32, reason: Termination, emitted_ns: u64) -> Box<FlowSummary> {
         let f = self.flow(s);
         let (c, sv) = (f.client, f.client.other());
         let k = &f.key;
@@ -591,7 +616,7 @@ impl Shard {
             client_reason: f.client_reason,
             start_ns: f.start_ns,
             end_ns: f.last_ns,
-            emitted_ns: self.now_ns,
+            emitted_ns,
             termination: reason,
             interim: reason == Termination::ActiveTimeout,
             client: f.sides[c.index()].clone(),
@@ -603,28 +628,39 @@ impl Shard {
         })
     }
 
-    /// Ends every flow at the end of the input (or at shutdown), oldest first.
-    /// `end_ns` is the newest packet time of the whole input (all shards): a
-    /// flow already idle past its timeout then ends as it would have in a
-    /// sweep, so the records do not depend on how traffic was sharded.
+    /// Ends every flow at the end of the input (or at shutdown). `end_ns` is the newest
+    /// packet time of the whole input (all shards). A flow this shard would have swept
+    /// at a boundary it never reached (it saw no packet after it) ends as in that sweep,
+    /// at its [`idle_boundary`]; one idle past its timeout only since the last boundary
+    /// ends idle at `end_ns`; the rest end with `reason` at `end_ns`. The output is in
+    /// emit-time order, then start, then id, so the records and their order do not
+    /// depend on how traffic was sharded.
     pub fn flush(&mut self, reason: Termination, end_ns: u64, out: &mut Vec<Observation>) {
         self.now_ns = self.now_ns.max(end_ns);
-        let mut live: Vec<(u64, u64, u32)> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.flow.as_deref().map(|f| (f.start_ns, f.id, i as u32)))
-            .collect();
+        let (now, boundary) = (self.now_ns, boundary_at_or_before(self.now_ns));
+        let mut live: Vec<(u64, u64, u64, u32)> = Vec::with_capacity(self.map.len());
+        for (i, slot) in self.slots.iter().enumerate() {
+            if let Some(f) = slot.flow.as_deref() {
+                let timeout = self.timeout(f.class);
+                let at = if boundary.saturating_sub(f.last_ns) > timeout {
+                    idle_boundary(f.last_ns, timeout)
+                } else {
+                    now
+                };
+                live.push((at, f.start_ns, f.id, i as u32));
+            }
+        }
+        // The same order as Observation::order_key.
         live.sort_unstable();
-        for (_, _, s) in live {
+        for (at, _, _, s) in live {
             let flow = self.flow(s);
-            let idle = self.now_ns.saturating_sub(flow.last_ns) > self.timeout(flow.class);
+            let idle = now.saturating_sub(flow.last_ns) > self.timeout(flow.class);
             let why = if idle {
                 Self::end_reason(flow, true)
             } else {
                 reason
             };
-            out.push(self.finish(s, why));
+            out.push(self.finish(s, why, at));
         }
         for q in &mut self.queues {
             q.clear();

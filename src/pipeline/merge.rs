@@ -89,10 +89,10 @@ impl Merger {
         };
         loop {
             let next = (0..self.queues.len())
-                .filter_map(|i| self.queues[i].front().map(|o| (o.ts(), tie(o), i)))
+                .filter_map(|i| self.queues[i].front().map(|o| (o.order_key(), i)))
                 .min();
             match next {
-                Some((ts, _, i)) if ts <= limit || self.held > MERGE_MAX_HELD => {
+                Some(((ts, ..), i)) if ts <= limit || self.held > MERGE_MAX_HELD => {
                     if ts > limit {
                         self.released_early += 1;
                     }
@@ -104,17 +104,5 @@ impl Merger {
                 _ => return Ok(()),
             }
         }
-    }
-}
-
-/// Orders observations of the same packet time across shards by what they are,
-/// not by which shard holds them: flows by start time, then id. Flows flushed
-/// together (end of input, shutdown) then reach the correlator in one order for
-/// any number of shards and any way the kernel spread them, so attribution and
-/// detection, which keep state across flows, do not depend on the sharding.
-fn tie(o: &Observation) -> (u64, u64) {
-    match o {
-        Observation::Flow(f) => (f.start_ns, f.id),
-        _ => (0, 0),
     }
 }
