@@ -5,8 +5,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use nightjar::config::{Config, OutputPath};
 use nightjar::correlate::baseline::Baselines;
-use nightjar::correlate::detect::DetectConfig;
-use nightjar::correlate::evidence::{EvidenceOptions, DEFAULT_QUOTA_BYTES};
+use nightjar::correlate::evidence::EvidenceOptions;
 use nightjar::correlate::{AnalysisOptions, Correlator, CorrelatorOptions};
 use nightjar::output::Sink;
 use nightjar::pipeline::replay::{replay, ReplayOptions};
@@ -229,6 +228,7 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
     };
     // Attribution and AN1717 run when there is anything to attribute with.
     let mdm_given = inventory.is_some() || catalog.is_some() || !events.is_empty();
+    let evidence_dir = args.evidence_dir.clone().or(cfg.evidence.dir.clone());
     anyhow::ensure!(
         mdm_given || (args.baseline.is_none() && args.evidence_dir.is_none()),
         "--baseline and --evidence-dir need --inventory, --events or --catalog"
@@ -240,10 +240,11 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         };
         Some(AnalysisOptions {
             baselines,
-            detect: DetectConfig::default(),
-            evidence: args.evidence_dir.as_ref().map(|d| EvidenceOptions {
-                dir: d.clone(),
-                quota_bytes: DEFAULT_QUOTA_BYTES,
+            detect: cfg.detect.clone(),
+            evidence: evidence_dir.map(|dir| EvidenceOptions {
+                dir,
+                quota_bytes: cfg.evidence.quota_bytes,
+                packets: Some(cfg.evidence.packets),
             }),
         })
     } else {

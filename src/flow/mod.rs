@@ -19,6 +19,7 @@
 pub mod community_id;
 pub mod defrag;
 pub mod inspect;
+pub mod keep;
 pub mod key;
 pub mod profile;
 pub mod reassembly;
