@@ -540,10 +540,15 @@ fn baseline_file_round_trip() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Evidence bundles: manifest matches, the report is self-contained, and (when
-/// Debian's `chromium` is installed) it renders to a screenshot.
+/// Evidence bundles: manifest matches, the pcap opens (our reader, and tshark when
+/// installed) and holds packets of every flow of the alert and of no other flow, the
+/// report is self-contained, and it renders in headless Chromium (Debian's
+/// `chromium`; skipped, saying so, when it is absent unless
+/// `NIGHTJAR_LIVE_TESTS=require`).
 #[test]
 fn evidence_bundles_are_self_contained_and_render() {
+    use nightjar::flow::community_id::{community_id, DEFAULT_SEED};
+    use nightjar::flow::{ports, vlan_pair, FlowKey};
     use sha2::{Digest, Sha256};
     let dir = tmpdir("evidence");
     let ev = dir.join("ev");
@@ -554,10 +559,16 @@ fn evidence_bundles_are_self_contained_and_render() {
         .map(|r| r["nightjar"]["alert"]["id"].as_str().unwrap().to_string())
         .collect();
     assert!(!ids.is_empty());
+    let stats = recs
+        .iter()
+        .find(|r| dataset(r) == "nightjar.stats")
+        .unwrap();
+    assert!(stats["nightjar"]["stats"]["evidence"]["keeper"]["kept"].as_u64().unwrap() > 0);
+    let mut total_packets = 0;
     for id in &ids {
         let b = ev.join(id);
         let manifest = std::fs::read_to_string(b.join("manifest.sha256")).unwrap();
-        assert_eq!(manifest.lines().count(), 3);
+        assert_eq!(manifest.lines().count(), 4, "{manifest}");
         for line in manifest.lines() {
             let (hash, name) = line.split_once("  ").unwrap();
             let data = std::fs::read(b.join(name)).unwrap();
@@ -576,12 +587,60 @@ fn evidence_bundles_are_self_contained_and_render() {
         let flows: Value =
             serde_json::from_str(&std::fs::read_to_string(b.join("flows.json")).unwrap()).unwrap();
         assert!(!flows.as_array().unwrap().is_empty());
+        // The pcap: every packet belongs to one of the alert's flows, every flow has packets.
+        let want: BTreeSet<String> = alert["network"]["community_id"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut reader = nightjar::capture::open_path(&b.join("packets.pcap")).unwrap();
+        let mut n = 0;
+        while let Some(frame) = reader.next_frame().unwrap() {
+            n += 1;
+            let pkt = nightjar::decode::decode(frame.linktype, frame.data).unwrap();
+            let (sp, dp) = ports(&pkt.l4);
+            let (key, _) = FlowKey::new(
+                pkt.ip.src,
+                sp,
+                pkt.ip.dst,
+                dp,
+                pkt.ip.proto,
+                vlan_pair(&pkt.vlans),
+            );
+            let cid = community_id(&key, DEFAULT_SEED);
+            assert!(want.contains(&cid), "{id}: packet of another flow {cid}");
+            *seen.entry(cid).or_default() += 1;
+        }
+        assert_eq!(
+            seen.keys().cloned().collect::<BTreeSet<_>>(),
+            want,
+            "{id}: flows without packets"
+        );
+        assert!(seen.values().all(|&c| c <= 64), "{seen:?}");
+        total_packets += n;
+        if Path::new("/usr/bin/tshark").exists() {
+            let out = std::process::Command::new("tshark")
+                .args(["-r", &b.join("packets.pcap").display().to_string(), "-T", "fields", "-e", "frame.number"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), n, "tshark");
+        }
     }
+    assert!(total_packets > 0);
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| Path::new(p).exists());
     match chromium {
-        None => println!("note: chromium not installed: rendering not checked"),
+        None => {
+            assert!(
+                std::env::var("NIGHTJAR_LIVE_TESTS").as_deref() != Ok("require"),
+                "chromium is not installed and NIGHTJAR_LIVE_TESTS=require"
+            );
+            println!("SKIPPED: rendering in headless Chromium: /usr/bin/chromium is not installed (apt-get install chromium)");
+        }
         Some(bin) => {
             let id = ids.iter().next().unwrap();
             let shot = dir.join("report.png");
@@ -590,10 +649,12 @@ fn evidence_bundles_are_self_contained_and_render() {
                     "--headless",
                     "--no-sandbox",
                     "--disable-gpu",
+                    "--hide-scrollbars",
                     "--window-size=1200,900",
                     &format!("--screenshot={}", shot.display()),
                     &format!("file://{}", ev.join(id).join("report.html").display()),
                 ])
+                .env("HOME", &dir)
                 .output()
                 .unwrap();
             assert!(
@@ -602,10 +663,13 @@ fn evidence_bundles_are_self_contained_and_render() {
                 String::from_utf8_lossy(&status.stderr)
             );
             let png = std::fs::read(&shot).unwrap();
-            assert!(
-                png.starts_with(b"\x89PNG") && png.len() > 10_000,
-                "screenshot too small"
-            );
+            assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+            // IHDR: the window's size.
+            assert_eq!(&png[12..16], b"IHDR");
+            assert_eq!(u32::from_be_bytes([png[16], png[17], png[18], png[19]]), 1200);
+            assert_eq!(u32::from_be_bytes([png[20], png[21], png[22], png[23]]), 900);
+            // A blank 1200×900 page compresses to a few KB; text and the timeline do not.
+            assert!(png.len() > 20_000, "screenshot of {} bytes looks blank", png.len());
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
