@@ -563,7 +563,12 @@ fn evidence_bundles_are_self_contained_and_render() {
         .iter()
         .find(|r| dataset(r) == "nightjar.stats")
         .unwrap();
-    assert!(stats["nightjar"]["stats"]["evidence"]["keeper"]["kept"].as_u64().unwrap() > 0);
+    assert!(
+        stats["nightjar"]["stats"]["evidence"]["keeper"]["kept"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     let mut total_packets = 0;
     for id in &ids {
         let b = ev.join(id);
@@ -622,11 +627,26 @@ fn evidence_bundles_are_self_contained_and_render() {
         total_packets += n;
         if Path::new("/usr/bin/tshark").exists() {
             let out = std::process::Command::new("tshark")
-                .args(["-r", &b.join("packets.pcap").display().to_string(), "-T", "fields", "-e", "frame.number"])
+                .args([
+                    "-r",
+                    &b.join("packets.pcap").display().to_string(),
+                    "-T",
+                    "fields",
+                    "-e",
+                    "frame.number",
+                ])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), n, "tshark");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).lines().count(),
+                n,
+                "tshark"
+            );
         }
     }
     assert!(total_packets > 0);
@@ -666,10 +686,20 @@ fn evidence_bundles_are_self_contained_and_render() {
             assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
             // IHDR: the window's size.
             assert_eq!(&png[12..16], b"IHDR");
-            assert_eq!(u32::from_be_bytes([png[16], png[17], png[18], png[19]]), 1200);
-            assert_eq!(u32::from_be_bytes([png[20], png[21], png[22], png[23]]), 900);
+            assert_eq!(
+                u32::from_be_bytes([png[16], png[17], png[18], png[19]]),
+                1200
+            );
+            assert_eq!(
+                u32::from_be_bytes([png[20], png[21], png[22], png[23]]),
+                900
+            );
             // A blank 1200×900 page compresses to a few KB; text and the timeline do not.
-            assert!(png.len() > 20_000, "screenshot of {} bytes looks blank", png.len());
+            assert!(
+                png.len() > 20_000,
+                "screenshot of {} bytes looks blank",
+                png.len()
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

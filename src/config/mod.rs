@@ -784,8 +784,16 @@ mod tests {
         assert_eq!(c.detect.alert_threshold, 70);
         assert_eq!(c.detect.half_life_seconds, 7 * 86_400);
         let d = Config::default();
-        assert_eq!(d.detect.timeline.grace_ns, crate::correlate::detect::DetectConfig::default().timeline.grace_ns);
-        assert_eq!(d.detect.window_ns, crate::correlate::detect::DetectConfig::default().window_ns);
+        assert_eq!(
+            d.detect.timeline.grace_ns,
+            crate::correlate::detect::DetectConfig::default()
+                .timeline
+                .grace_ns
+        );
+        assert_eq!(
+            d.detect.window_ns,
+            crate::correlate::detect::DetectConfig::default().window_ns
+        );
         assert!(d.evidence.dir.is_none());
     }
 

@@ -21,8 +21,8 @@
 //! is not written and counted (`skipped_quota`). Write errors are counted, never fatal.
 
 use super::detect::{AlertOut, HeldFlow};
-use crate::flow::keep::{KeeperConfig, KeptPacket, PacketStore};
 use super::timeline::State;
+use crate::flow::keep::{KeeperConfig, KeptPacket, PacketStore};
 use crate::output::record::ts;
 use serde::Serialize;
 use serde_json::Value;
@@ -181,8 +181,7 @@ impl EvidenceWriter {
         for (name, data) in &files {
             let _ = writeln!(manifest, "{}  {name}", hex(&Sha256::digest(data)));
         }
-        let total =
-            files.iter().map(|(_, d)| d.len() as u64).sum::<u64>() + manifest.len() as u64;
+        let total = files.iter().map(|(_, d)| d.len() as u64).sum::<u64>() + manifest.len() as u64;
         let previous: u64 = std::fs::read_dir(&dir)
             .map(|d| {
                 d.flatten()

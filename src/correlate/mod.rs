@@ -183,9 +183,7 @@ impl Correlator {
     /// A packet keeper for one more shard, when evidence bundles keep packets
     /// (`--evidence-dir`); the pipeline asks once per shard before it starts and,
     /// given `None`, does no work per packet.
-    pub fn packet_keeper(
-        &self,
-    ) -> Option<Arc<std::sync::Mutex<crate::flow::keep::PacketKeeper>>> {
+    pub fn packet_keeper(&self) -> Option<Arc<std::sync::Mutex<crate::flow::keep::PacketKeeper>>> {
         self.evidence.as_ref()?.packet_store().map(|s| s.attach())
     }
 

@@ -233,7 +233,13 @@ impl PacketKeeper {
         if cap < frame.len() {
             self.stats.snapped += 1;
         }
-        self.append(hash, ts_ns, linktype, &frame[..cap], orig_len.max(frame.len() as u32));
+        self.append(
+            hash,
+            ts_ns,
+            linktype,
+            &frame[..cap],
+            orig_len.max(frame.len() as u32),
+        );
     }
 
     fn evict_one(&mut self) {
@@ -439,7 +445,9 @@ mod tests {
         assert_eq!(out.len() as u64, k.stats.kept - k.stats.overwritten);
         // What is left is the newest, intact.
         assert!(out.iter().all(|p| p.ts_ns >= 3000 - out.len() as u64 - 3));
-        assert!(out.iter().all(|p| p.data.iter().all(|&b| b == p.ts_ns as u8)));
+        assert!(out
+            .iter()
+            .all(|p| p.data.iter().all(|&b| b == p.ts_ns as u8)));
         assert!(k.used <= k.ring.len());
     }
 

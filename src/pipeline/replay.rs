@@ -178,7 +178,13 @@ fn replay_inline(
                 shard.process(frame.ts.0, &pkt, &mut obs);
                 if let Some(k) = &keeper {
                     if let Ok(mut k) = k.lock() {
-                        k.keep(frame.ts.0, frame.linktype.0, frame.data, frame.orig_len, &pkt);
+                        k.keep(
+                            frame.ts.0,
+                            frame.linktype.0,
+                            frame.data,
+                            frame.orig_len,
+                            &pkt,
+                        );
                     }
                 }
             }
@@ -241,9 +247,8 @@ fn replay_sharded(
             let flow = opts.flow.clone();
             let end = &end_ns;
             let keeper = correlator.packet_keeper();
-            handles.push(scope.spawn(move || {
-                shard_worker(i, flow, rx, pool_tx, obs_tx, end, keeper)
-            }));
+            handles
+                .push(scope.spawn(move || shard_worker(i, flow, rx, pool_tx, obs_tx, end, keeper)));
         }
         drop(obs_tx);
         let merger = scope.spawn(move || merge_observations(n, obs_rx, correlator, sink));
