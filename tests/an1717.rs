@@ -335,16 +335,12 @@ fn par_map<T: Send>(seeds: &[u64], job: impl Fn(u64) -> T + Sync) -> Vec<(u64, T
 
 /// Trains, runs every test seed of a plan and checks the targets.
 fn run_plan(plan: &Plan) {
-    // NIGHTJAR_EVAL_SEEDS=3,4 runs only those test seeds (to look into one).
-    let only: Option<Vec<u64>> = std::env::var("NIGHTJAR_EVAL_SEEDS")
-        .ok()
-        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect());
-    let seeds: Vec<u64> = plan
-        .seeds
-        .iter()
-        .copied()
-        .filter(|s| only.as_ref().is_none_or(|o| o.contains(s)))
-        .collect();
+    // NIGHTJAR_EVAL_SEEDS=7,8,9 runs those test seeds instead (other fleets, or one to
+    // look into); the sample-size minimums still apply.
+    let seeds: Vec<u64> = match std::env::var("NIGHTJAR_EVAL_SEEDS") {
+        Ok(v) => v.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
+        Err(_) => plan.seeds.to_vec(),
+    };
     let mut trained: Option<Baselines> = None;
     for (_, b) in par_map(plan.train_seeds, |seed| train(plan, seed)) {
         match trained.as_mut() {
