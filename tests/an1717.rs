@@ -544,7 +544,7 @@ fn baseline_file_round_trip() {
 #[test]
 fn evidence_bundles_are_self_contained_and_render() {
     use nightjar::flow::community_id::{community_id, DEFAULT_SEED};
-    use nightjar::flow::{ports, vlan_pair, FlowKey};
+    use nightjar::flow::packet_key;
     use sha2::{Digest, Sha256};
     let dir = tmpdir("evidence");
     let ev = dir.join("ev");
@@ -601,15 +601,7 @@ fn evidence_bundles_are_self_contained_and_render() {
         while let Some(frame) = reader.next_frame().unwrap() {
             n += 1;
             let pkt = nightjar::decode::decode(frame.linktype, frame.data).unwrap();
-            let (sp, dp) = ports(&pkt.l4);
-            let (key, _) = FlowKey::new(
-                pkt.ip.src,
-                sp,
-                pkt.ip.dst,
-                dp,
-                pkt.ip.proto,
-                vlan_pair(&pkt.vlans),
-            );
+            let (key, _) = packet_key(&pkt);
             let cid = community_id(&key, DEFAULT_SEED);
             assert!(want.contains(&cid), "{id}: packet of another flow {cid}");
             *seen.entry(cid).or_default() += 1;

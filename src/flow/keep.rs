@@ -22,7 +22,7 @@
 //! key's 64-bit hash and the flow's time range.
 
 use super::key::FlowKey;
-use super::table::{ports, vlan_pair};
+use super::table::packet_key;
 use crate::decode::{Fragment, Packet};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
@@ -168,15 +168,7 @@ impl PacketKeeper {
             self.stats.unkeyed += 1;
             return;
         }
-        let (sport, dport) = ports(&pkt.l4);
-        let (key, _) = FlowKey::new(
-            pkt.ip.src,
-            sport,
-            pkt.ip.dst,
-            dport,
-            pkt.ip.proto,
-            vlan_pair(&pkt.vlans),
-        );
+        let (key, _) = packet_key(pkt);
         self.keep_hashed(key_hash(&key), ts_ns, linktype, frame, orig_len);
     }
 
@@ -321,6 +313,23 @@ impl PacketKeeper {
             if at >= self.ring.len() {
                 at = 0;
             }
+        }
+    }
+}
+
+/// Offers a frame to a shard's keeper, if it has one (the pipeline's one call per
+/// packet; without a keeper it costs a branch).
+pub fn offer(
+    keeper: Option<&Mutex<PacketKeeper>>,
+    ts_ns: u64,
+    linktype: u16,
+    frame: &[u8],
+    orig_len: u32,
+    pkt: &Packet,
+) {
+    if let Some(k) = keeper {
+        if let Ok(mut k) = k.lock() {
+            k.keep(ts_ns, linktype, frame, orig_len, pkt);
         }
     }
 }

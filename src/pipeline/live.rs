@@ -334,17 +334,14 @@ fn capture_worker(
                 match decode(frame.linktype, frame.data) {
                     Ok(pkt) => {
                         shard.process(frame.ts.0, &pkt, &mut out.pending);
-                        if let Some(k) = &keeper {
-                            if let Ok(mut k) = k.lock() {
-                                k.keep(
-                                    frame.ts.0,
-                                    frame.linktype.0,
-                                    frame.data,
-                                    frame.orig_len,
-                                    &pkt,
-                                );
-                            }
-                        }
+                        crate::flow::keep::offer(
+                            keeper.as_deref(),
+                            frame.ts.0,
+                            frame.linktype.0,
+                            frame.data,
+                            frame.orig_len,
+                            &pkt,
+                        );
                     }
                     Err(e) => data.anomaly(e.reason()),
                 }

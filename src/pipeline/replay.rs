@@ -15,8 +15,8 @@ use super::stats::DataPlaneStats;
 use crate::capture::{open_path, CaptureError, Frame};
 use crate::correlate::Correlator;
 use crate::decode::decode;
-use crate::flow::keep::PacketKeeper;
-use crate::flow::{ports, vlan_pair, FlowConfig, FlowKey, FlowStats, Shard};
+use crate::flow::keep::{self, PacketKeeper};
+use crate::flow::{packet_key, FlowConfig, FlowStats, Shard};
 use crate::observation::{Observation, Termination};
 use crate::output::{Sink, SinkError};
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -176,17 +176,14 @@ fn replay_inline(
         match decode(frame.linktype, frame.data) {
             Ok(pkt) => {
                 shard.process(frame.ts.0, &pkt, &mut obs);
-                if let Some(k) = &keeper {
-                    if let Ok(mut k) = k.lock() {
-                        k.keep(
-                            frame.ts.0,
-                            frame.linktype.0,
-                            frame.data,
-                            frame.orig_len,
-                            &pkt,
-                        );
-                    }
-                }
+                keep::offer(
+                    keeper.as_deref(),
+                    frame.ts.0,
+                    frame.linktype.0,
+                    frame.data,
+                    frame.orig_len,
+                    &pkt,
+                );
             }
             Err(e) => decode_stats.anomaly(e.reason()),
         }
@@ -263,15 +260,7 @@ fn replay_sharded(
                     return;
                 }
             };
-            let (sport, dport) = ports(&pkt.l4);
-            let (key, _) = FlowKey::new(
-                pkt.ip.src,
-                sport,
-                pkt.ip.dst,
-                dport,
-                pkt.ip.proto,
-                vlan_pair(&pkt.vlans),
-            );
+            let (key, _) = packet_key(&pkt);
             let i = (key.symmetric_hash() % n as u64) as usize;
             let b = &mut current[i];
             let start = b.bytes.len() as u32;
