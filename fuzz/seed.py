@@ -13,7 +13,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 CORPUS = os.path.join(HERE, "corpus")
-# Index of each link type in harness::LINK_TYPES (first byte of a `decode` input).
+# Index of each link type in nightjar::decode::SUPPORTED_LINK_TYPES (first byte of a `decode` input).
 LINK_INDEX = {0: 0, 1: 1, 9: 2, 12: 3, 50: 4, 101: 5, 108: 6, 113: 7, 228: 8,
               229: 9, 239: 10, 258: 11, 276: 12}
 MAX_CAPTURE_SEED = 64 * 1024

@@ -10,6 +10,7 @@ use std::io::Cursor;
 use nightjar::capture::{CaptureReader, LinkType};
 use nightjar::config::Config;
 use nightjar::correlate::FlowContext;
+use nightjar::decode::SUPPORTED_LINK_TYPES;
 use nightjar::flow::reassembly::{tcp_clip, StreamReassembler};
 use nightjar::flow::{FlowConfig, Shard};
 use nightjar::mdm::{
@@ -24,36 +25,22 @@ use nightjar::proto::tls::{
     scan_server_records, Scan,
 };
 
-/// Every link type the decoder knows, plus one it does not; the first input
-/// byte of the `decode` target picks one.
-pub const LINK_TYPES: [LinkType; 14] = [
-    LinkType::NULL,
-    LinkType::ETHERNET,
-    LinkType::PPP,
-    LinkType::RAW_DLT12,
-    LinkType::PPP_HDLC,
-    LinkType::RAW,
-    LinkType::LOOP,
-    LinkType::LINUX_SLL,
-    LinkType::IPV4,
-    LinkType::IPV6,
-    LinkType::NFLOG,
-    LinkType::PKTAP,
-    LinkType::LINUX_SLL2,
-    LinkType(0xffff),
-];
-
 /// Frames read from one input by the `capture` and `pipeline` targets: a
 /// hostile file of tiny records must not make one run take seconds.
 pub const MAX_FUZZ_FRAMES: usize = 4096;
 
-/// `decode`: byte 0 picks the link type (modulo [`LINK_TYPES`]), the rest is
+/// `decode`: byte 0 picks the link type (modulo one more than
+/// [`SUPPORTED_LINK_TYPES`]: the last pick is a link type the decoder does not know), the rest is
 /// the frame. Decoding never panics and whatever it returns lies inside the frame.
 pub fn decode(data: &[u8]) {
     let Some((&lt, frame)) = data.split_first() else {
         return;
     };
-    let linktype = LINK_TYPES[usize::from(lt) % LINK_TYPES.len()];
+    let pick = usize::from(lt) % (SUPPORTED_LINK_TYPES.len() + 1);
+    let linktype = SUPPORTED_LINK_TYPES
+        .get(pick)
+        .copied()
+        .unwrap_or(LinkType(0xffff));
     if let Ok(pkt) = nightjar::decode::decode(linktype, frame) {
         let _ = format!("{pkt:?}");
     }
