@@ -439,7 +439,7 @@ pub fn gap_words(code: &str) -> String {
         "encrypted_dns" => "The device uses encrypted DNS: names come from SNI only.".into(),
         "baseline_warming_up" => "Baselines for this app, its category and device groups are still warming up: fixed priors were used.".into(),
         "posture_unknown" => "The app is not in the catalog: its entitlements are unknown.".into(),
-        "push_timing_unobserved" => "Push deliveries are not observable on the APNs connection: push wakes cannot explain or be ruled out.".into(),
+        "push_timing_unobserved" => "The app declares push, but no push wake was reported and no APNs connection of the device was seen: push wakes can neither explain the traffic nor be ruled out.".into(),
         "flows_dropped_from_window" => "The device's window overflowed: older flows were dropped.".into(),
         "payload_encrypted" => "Payloads are encrypted: the content of the transmission is not known, only its shape.".into(),
         other => other.to_string(),
