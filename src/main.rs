@@ -5,8 +5,6 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use nightjar::config::{Config, OutputPath};
 use nightjar::correlate::baseline::Baselines;
-use nightjar::correlate::detect::DetectConfig;
-use nightjar::correlate::evidence::{EvidenceOptions, DEFAULT_QUOTA_BYTES};
 use nightjar::correlate::{AnalysisOptions, Correlator, CorrelatorOptions};
 use nightjar::output::Sink;
 use nightjar::pipeline::replay::{replay, ReplayOptions};
@@ -240,11 +238,8 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         };
         Some(AnalysisOptions {
             baselines,
-            detect: DetectConfig::default(),
-            evidence: args.evidence_dir.as_ref().map(|d| EvidenceOptions {
-                dir: d.clone(),
-                quota_bytes: DEFAULT_QUOTA_BYTES,
-            }),
+            detect: cfg.detect.clone(),
+            evidence: cfg.evidence.options(args.evidence_dir.clone()),
         })
     } else {
         None

@@ -256,6 +256,13 @@ impl Correlator {
         self
     }
 
+    /// A packet keeper for one more shard, when evidence bundles keep packets
+    /// (`--evidence-dir`); the pipeline asks once per shard before it starts and,
+    /// given `None`, does no work per packet.
+    pub fn packet_keeper(&self) -> Option<Arc<std::sync::Mutex<crate::flow::keep::PacketKeeper>>> {
+        self.evidence.as_ref()?.packet_store().map(|s| s.attach())
+    }
+
     /// The baselines as they stand (to save after a replay).
     pub fn baselines(&self) -> Option<&baseline::Baselines> {
         self.detector.as_ref().map(detect::Detector::baselines)
@@ -472,7 +479,7 @@ impl Correlator {
             r.put_ser("nightjar.stats.detect", ds);
             r.put_ser("nightjar.stats.attribution", at);
             if let Some(ev) = &self.evidence {
-                r.put_ser("nightjar.stats.evidence", &ev.stats);
+                r.put_ser("nightjar.stats.evidence", &ev.stats());
             }
         }
         r.put("nightjar.stats.dns_cache.entries", self.dns.len());

@@ -34,7 +34,6 @@ pub use crate::capture::privileges;
 use crate::capture::live::{open_interface, LiveError, LiveOptions};
 use crate::config::{Config, OutputPath};
 use crate::correlate::baseline::Baselines;
-use crate::correlate::detect::DetectConfig;
 use crate::correlate::identity::{FeedListener, IdentityError};
 use crate::correlate::{AnalysisOptions, Correlator, CorrelatorOptions};
 use crate::output::{Sink, SinkError};
@@ -177,8 +176,8 @@ pub fn run(cfg: &Config) -> Result<(), DaemonError> {
     let baseline_path = cfg.state_dir.join(BASELINES_FILE);
     let analysis = detect.then(|| AnalysisOptions {
         baselines: load_baselines(&baseline_path),
-        detect: DetectConfig::default(),
-        evidence: None,
+        detect: cfg.detect.clone(),
+        evidence: cfg.evidence.options(None),
     });
     let correlator = Correlator::new(CorrelatorOptions {
         dns_records: cfg.output.dns_records,

@@ -181,6 +181,19 @@ pub fn ports(l4: &L4<'_>) -> (u16, u16) {
     }
 }
 
+/// The canonical flow key of a decoded packet, and which side sent it.
+pub fn packet_key(pkt: &Packet<'_>) -> (FlowKey, Side) {
+    let (sport, dport) = ports(&pkt.l4);
+    FlowKey::new(
+        pkt.ip.src,
+        sport,
+        pkt.ip.dst,
+        dport,
+        pkt.ip.proto,
+        vlan_pair(&pkt.vlans),
+    )
+}
+
 /// A short label for one encapsulation layer, as records show it.
 fn encap_label(e: &Encap) -> String {
     match *e {

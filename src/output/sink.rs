@@ -28,8 +28,13 @@ pub enum SinkError {
 
 enum Target {
     Stdout(io::Stdout),
-    File { path: PathBuf, file: File },
+    File {
+        path: PathBuf,
+        file: File,
+    },
     Channel(crossbeam_channel::Sender<Vec<u8>>),
+    /// Records kept as values (tests and in-process evaluation), never serialized.
+    Memory(Vec<Value>),
 }
 
 pub struct Sink {
@@ -70,6 +75,24 @@ impl Sink {
         }
     }
 
+    /// A sink that keeps the records in memory as values (for in-process
+    /// evaluation: no serialization); [`Sink::take_records`] hands them over.
+    pub fn memory() -> Sink {
+        Sink {
+            target: Target::Memory(Vec::new()),
+            buf: Vec::new(),
+            records: 0,
+        }
+    }
+
+    /// The records a memory sink holds (empty for other sinks).
+    pub fn take_records(&mut self) -> Vec<Value> {
+        match &mut self.target {
+            Target::Memory(v) => std::mem::take(v),
+            _ => Vec::new(),
+        }
+    }
+
     /// Appends complete lines (each ending in `\n`) written elsewhere, e.g.
     /// by a channel sink; counts them as records.
     pub fn write_lines(&mut self, lines: &[u8]) -> Result<(), SinkError> {
@@ -82,6 +105,11 @@ impl Sink {
     }
 
     pub fn write(&mut self, record: &Value) -> Result<(), SinkError> {
+        if let Target::Memory(v) = &mut self.target {
+            v.push(record.clone());
+            self.records += 1;
+            return Ok(());
+        }
         // Serializing a Value into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut self.buf, record);
         self.buf.push(b'\n');
@@ -102,6 +130,7 @@ impl Sink {
                 lock.write_all(&self.buf).and_then(|_| lock.flush())
             }
             Target::File { file, .. } => write_whole(file, &self.buf),
+            Target::Memory(_) => Ok(()),
             Target::Channel(tx) => {
                 let lines = std::mem::replace(&mut self.buf, Vec::with_capacity(SINK_BUFFER_BYTES));
                 tx.send(lines).map_err(|_| {
@@ -129,6 +158,7 @@ impl Sink {
         match &self.target {
             Target::Stdout(_) => "stdout".into(),
             Target::Channel(_) => "output channel".into(),
+            Target::Memory(_) => "memory".into(),
             Target::File { path, .. } => path.display().to_string(),
         }
     }

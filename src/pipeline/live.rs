@@ -202,6 +202,8 @@ pub fn start(
 ) -> std::io::Result<LiveRun> {
     let state = Arc::new(LiveState::new(&handles));
     let n = handles.len();
+    // Evidence packet keepers (one per worker), asked for before the correlator moves.
+    let mut keepers: Vec<_> = (0..n).map(|_| correlator.packet_keeper()).collect();
     let (obs_tx, obs_rx) = bounded::<ShardMsg>(LIVE_OBSERVATION_QUEUE);
     let (out_tx, out_rx) = bounded::<OutputMsg>(OUTPUT_QUEUE);
     let (lines_tx, lines_rx) = bounded::<Vec<u8>>(OUTPUT_QUEUE);
@@ -235,10 +237,11 @@ pub fn start(
         let state = state.clone();
         let flow = flow.clone();
         let name = format!("nightjar-{}-{}", h.interface, h.worker);
+        let keeper = keepers[i].take();
         workers.push(
             std::thread::Builder::new()
                 .name(name)
-                .spawn(move || capture_worker(i, h, flow, tx, &state))?,
+                .spawn(move || capture_worker(i, h, flow, tx, &state, keeper))?,
         );
     }
     Ok(LiveRun {
@@ -361,6 +364,7 @@ fn capture_worker(
     flow: FlowConfig,
     tx: Sender<ShardMsg>,
     state: &LiveState,
+    keeper: Option<Arc<std::sync::Mutex<crate::flow::keep::PacketKeeper>>>,
 ) -> (DataPlaneStats, FlowStats) {
     let mut shard = Shard::new(flow);
     let mut data = DataPlaneStats::default();
@@ -379,7 +383,17 @@ fn capture_worker(
             Ok(Some(frame)) => {
                 data.frame(frame.ts.0, frame.linktype, frame.data.len(), frame.orig_len);
                 match decode(frame.linktype, frame.data) {
-                    Ok(pkt) => shard.process(frame.ts.0, &pkt, &mut out.pending),
+                    Ok(pkt) => {
+                        shard.process(frame.ts.0, &pkt, &mut out.pending);
+                        crate::flow::keep::offer(
+                            keeper.as_deref(),
+                            frame.ts.0,
+                            frame.linktype.0,
+                            frame.data,
+                            frame.orig_len,
+                            &pkt,
+                        );
+                    }
                     Err(e) => data.anomaly(e.reason()),
                 }
                 since_check += 1;
