@@ -237,8 +237,9 @@ fn new_device(udid: &str) -> Device {
     }
 }
 
-/// Builds a MicroMDM webhook body around a plist payload (for tests and examples).
-pub fn envelope(topic: &str, udid: &str, plist: &str) -> String {
+/// Builds a MicroMDM webhook body around a plist payload, XML or binary (for tests,
+/// examples and the fuzz harness).
+pub fn envelope(topic: &str, udid: &str, plist: impl AsRef<[u8]>) -> String {
     let raw = base64::engine::general_purpose::STANDARD.encode(plist);
     serde_json::json!({
         "topic": topic,
