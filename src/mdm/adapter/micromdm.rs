@@ -297,7 +297,7 @@ mod tests {
             envelope(
                 "mdm.Connect",
                 "U1",
-                &apps_plist(&[("com.a.b", "1"), ("com.c.d", "2")]),
+                apps_plist(&[("com.a.b", "1"), ("com.c.d", "2")]),
             )
             .as_bytes(),
         )
@@ -313,7 +313,7 @@ mod tests {
         );
         assert_eq!(m.current().apps("U1").len(), 2);
         let h = parse_webhook(
-            envelope("mdm.Connect", "U1", &apps_plist(&[("com.a.b", "1.1")])).as_bytes(),
+            envelope("mdm.Connect", "U1", apps_plist(&[("com.a.b", "1.1")])).as_bytes(),
         )
         .unwrap()
         .unwrap();
