@@ -420,7 +420,7 @@ fn quic_initials_with_random_dcids_are_counted_within_memory() {
     assert!(stat(&r, "flows.evicted") >= n - MAX_FLOWS);
     let anomalies = r.stats["nightjar"]["stats"]["flow_anomalies"].to_string();
     assert!(
-        anomalies.contains("decrypt"),
+        anomalies.contains("quic_decrypt_failed"),
         "undecryptable Initials are counted: {anomalies}"
     );
     assert_memory(
@@ -484,7 +484,7 @@ fn dns_answers_with_huge_names_and_loops_stay_bounded() {
     );
     let anomalies = r.stats["nightjar"]["stats"]["flow_anomalies"].to_string();
     assert!(
-        anomalies.contains("bad_compression_pointer"),
+        anomalies.contains("dns_bad_compression_pointer"),
         "compression loops counted: {anomalies}"
     );
     assert_memory(

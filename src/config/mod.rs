@@ -465,6 +465,22 @@ impl Default for Config {
     }
 }
 
+/// A TOML error as one line: where (line, column) and what, without the offending
+/// text (toml's own rendering quotes the line, which may hold a secret pasted where a
+/// `*_file` key belongs).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message().lines().collect::<Vec<_>>().join(" ");
+    match e.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+            format!("line {line}, column {column}: {what}")
+        }
+        None => what,
+    }
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let p = path.display().to_string();
@@ -478,12 +494,7 @@ impl Config {
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
         let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_string(),
-            message: e
-                .to_string()
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .collect::<Vec<_>>()
-                .join(" "),
+            message: toml_error(text, &e),
         })?;
         Config::from_raw(raw, path)
     }

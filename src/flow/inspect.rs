@@ -595,7 +595,7 @@ fn quic_packet(
                 &mut q.frames,
             ) {
                 Ok(s) => qs.initial_packets += s.initial_packets,
-                Err(e) => stats.anomaly(e.reason()),
+                Err(e) => stats.anomaly(e.anomaly_key()),
             }
             for f in &q.frames {
                 q.crypto[i].insert(f.offset, &f.data);
@@ -666,12 +666,12 @@ fn dns_message(
     let msg = match dns::parse_message(bytes) {
         Ok(m) => m,
         Err(e) => {
-            stats.anomaly(e.reason());
+            stats.anomaly(e.anomaly_key());
             return;
         }
     };
     for a in &msg.anomalies {
-        stats.anomaly(a.reason());
+        stats.anomaly(a.anomaly_key());
     }
     let keep = match &summary.dns {
         None => true,
@@ -708,7 +708,7 @@ fn dhcp_observation(
             message,
         }))),
         Err(e) => {
-            stats.anomaly(e.reason());
+            stats.anomaly(e.anomaly_key());
             None
         }
     }

@@ -284,7 +284,9 @@ impl Shard {
                         inner.encap = EncapChain::nested(&whole.encap, &inner.encap);
                         self.process_packet(ts_ns, &inner, whole.fragments, out);
                     }
-                    Err(e) => self.stats.anomaly(e.reason()),
+                    // The reason is a decode one (`decode_anomalies`); here it is the
+                    // reassembly's outcome that is counted, under the `defrag_` prefix.
+                    Err(_) => self.stats.anomaly("defrag_undecodable"),
                 }
             }
             return;

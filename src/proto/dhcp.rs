@@ -83,6 +83,18 @@ impl DhcpError {
             Self::BadRelay => "bad_relay",
         }
     }
+
+    /// The key counting this error in the `flow_anomalies` stats: the reason with the
+    /// `dhcp_` prefix, so it cannot be mistaken for another parser's.
+    pub fn anomaly_key(&self) -> &'static str {
+        match self {
+            Self::TruncatedHeader => "dhcp_truncated_header",
+            Self::BadMagicCookie => "dhcp_bad_magic_cookie",
+            Self::TruncatedOption(_) => "dhcp_truncated_option",
+            Self::BadOptionLength(_) => "dhcp_bad_option_length",
+            Self::BadRelay => "dhcp_bad_relay",
+        }
+    }
 }
 
 impl Serialize for DhcpError {

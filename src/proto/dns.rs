@@ -112,6 +112,22 @@ impl DnsError {
             Self::Malformed => "malformed",
         }
     }
+
+    /// The key counting this error in the `flow_anomalies` stats: the reason with the
+    /// `dns_` prefix, so it cannot be mistaken for another parser's.
+    pub fn anomaly_key(&self) -> &'static str {
+        match self {
+            Self::TruncatedHeader => "dns_truncated_header",
+            Self::Truncated => "dns_truncated",
+            Self::TooLong => "dns_too_long",
+            Self::BadCompressionPointer => "dns_bad_compression_pointer",
+            Self::LabelTooLong => "dns_label_too_long",
+            Self::NameTooLong => "dns_name_too_long",
+            Self::BadLabelType => "dns_bad_label_type",
+            Self::BadRdata(_) => "dns_bad_rdata",
+            Self::Malformed => "dns_malformed",
+        }
+    }
 }
 
 impl Serialize for DnsError {

@@ -388,8 +388,9 @@ fn new_device(udid: &str) -> Device {
     }
 }
 
-/// Builds a MicroMDM webhook body around a plist payload (for tests and examples).
-pub fn envelope(topic: &str, udid: &str, plist: &str) -> String {
+/// Builds a MicroMDM webhook body around a plist payload, XML or binary (for tests,
+/// examples and the fuzz harness).
+pub fn envelope(topic: &str, udid: &str, plist: impl AsRef<[u8]>) -> String {
     let raw = base64::engine::general_purpose::STANDARD.encode(plist);
     serde_json::json!({
         "topic": topic,
@@ -447,7 +448,7 @@ mod tests {
             envelope(
                 "mdm.Connect",
                 "U1",
-                &apps_plist(&[("com.a.b", "1"), ("com.c.d", "2")]),
+                apps_plist(&[("com.a.b", "1"), ("com.c.d", "2")]),
             )
             .as_bytes(),
         )
@@ -463,7 +464,7 @@ mod tests {
         );
         assert_eq!(m.current().apps("U1").len(), 2);
         let h = parse_webhook(
-            envelope("mdm.Connect", "U1", &apps_plist(&[("com.a.b", "1.1")])).as_bytes(),
+            envelope("mdm.Connect", "U1", apps_plist(&[("com.a.b", "1.1")])).as_bytes(),
         )
         .unwrap()
         .unwrap();
