@@ -23,7 +23,7 @@ fn cipher_name(id: u16) -> String {
     tls_parser::TlsCipherSuite::from_id(id).map_or_else(|| hex16(id), |c| c.name.to_string())
 }
 
-pub fn flow_record(f: &FlowSummary, ctx: &FlowContext) -> Value {
+pub fn flow_record(f: &FlowSummary, ctx: &FlowContext) -> Record {
     let mut r = Record::new("nightjar.flow", f.end_ns);
     r.put("event.kind", "event");
     r.put("event.category", json!(["network"]));
@@ -115,7 +115,7 @@ pub fn flow_record(f: &FlowSummary, ctx: &FlowContext) -> Value {
         r.put("nightjar.dns.names", names);
     }
     put_app(&mut r, &f.app);
-    r.into_value()
+    r
 }
 
 /// `device.id`, `nightjar.device.*` and `user.name` from the client's identity.
@@ -307,7 +307,7 @@ fn put_dns(r: &mut Record, d: &DnsSummary) {
     }
 }
 
-pub fn dns_record(d: &DnsObservation) -> Value {
+pub fn dns_record(d: &DnsObservation) -> Record {
     let mut r = Record::new("nightjar.dns", d.ts_ns);
     r.put("event.kind", "event");
     r.put("event.category", json!(["network"]));
@@ -321,5 +321,5 @@ pub fn dns_record(d: &DnsObservation) -> Value {
     r.put("network.community_id", d.community_id.clone());
     r.put("nightjar.flow.id", format!("{:016x}", d.flow_id));
     put_dns(&mut r, &d.message);
-    r.into_value()
+    r
 }
