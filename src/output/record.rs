@@ -33,8 +33,9 @@ pub struct Record {
 /// Orders two dotted paths component by component: byte order with the
 /// separator below every other byte.
 fn path_cmp(a: &[u8], b: &[u8]) -> Ordering {
-    let key = |c: u8| if c == b'.' { 0 } else { u16::from(c) + 1 };
-    a.iter().map(|&c| key(c)).cmp(b.iter().map(|&c| key(c)))
+    let same = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let key = |c: Option<&u8>| c.map(|&c| if c == b'.' { 1 } else { u16::from(c) + 2 });
+    key(a.get(same)).cmp(&key(b.get(same)))
 }
 
 /// Writes `s` as a JSON string.
@@ -116,13 +117,14 @@ impl Record {
     /// Appends the record as one JSON object (no newline) to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         let mut order: Vec<u32> = (0..self.fields.len() as u32).collect();
-        // Stable: among equal paths the last put stays last.
-        order.sort_by(|&a, &b| {
+        // Among equal paths the last put stays last.
+        order.sort_unstable_by(|&a, &b| {
             let (fa, fb) = (&self.fields[a as usize], &self.fields[b as usize]);
             path_cmp(
                 self.path(fa.0, fa.1).as_bytes(),
                 self.path(fb.0, fb.1).as_bytes(),
             )
+            .then(a.cmp(&b))
         });
         // The objects currently open, outermost first (path components).
         let mut open: Vec<&str> = Vec::with_capacity(8);
@@ -165,9 +167,7 @@ impl Record {
                 out.push(b'}');
                 first = false;
             }
-            let new_parts = pending
-                .into_iter()
-                .chain(rest.into_iter().flatten());
+            let new_parts = pending.into_iter().chain(rest.into_iter().flatten());
             for part in new_parts {
                 if !first {
                     out.push(b',');
@@ -231,12 +231,25 @@ pub fn ts(ns: u64) -> String {
 
 /// A MAC address in the ECS form: upper-case hex pairs joined by hyphens.
 pub fn mac(m: &[u8; 6]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut s = String::with_capacity(17);
-    for (i, b) in m.iter().enumerate() {
+    for (i, &b) in m.iter().enumerate() {
         if i > 0 {
             s.push('-');
         }
-        s.push_str(&format!("{b:02X}"));
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    s
+}
+
+/// `0x` and four lower-case hex digits.
+pub fn hex16(v: u16) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(6);
+    s.push_str("0x");
+    for shift in [12, 8, 4, 0] {
+        s.push(char::from(HEX[usize::from((v >> shift) & 15)]));
     }
     s
 }
@@ -309,7 +322,10 @@ mod tests {
         r.put("a.bc", 2);
         r.put("a.b_", 3);
         r.put("event.type", serde_json::json!(["connection", "end"]));
-        r.put("nightjar.flow.profile", serde_json::json!({"z": 1, "a": [1, 2]}));
+        r.put(
+            "nightjar.flow.profile",
+            serde_json::json!({"z": 1, "a": [1, 2]}),
+        );
         r.put("source.port", 4001);
         r.put("zz", Value::Null);
         r.put("a.b.d.e", 1.5);
@@ -355,6 +371,9 @@ mod tests {
     fn formats() {
         assert_eq!(mac(&[0, 0x1b, 0x2c, 0xaa, 0xff, 1]), "00-1B-2C-AA-FF-01");
         assert_eq!(tcp_flags(0x12), "SA");
+        for v in [0, 0x0a0b, 0xfe0d, u16::MAX] {
+            assert_eq!(hex16(v), format!("0x{v:04x}"));
+        }
         assert_eq!(transport_name(6), "tcp");
         assert_eq!(transport_name(99), "99");
     }

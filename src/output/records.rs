@@ -1,7 +1,7 @@
 //! The record types nightjar writes, built field by field in the documented
 //! schema (docs/schema.md): `nightjar.flow`, `nightjar.dns`, `nightjar.stats`.
 
-use super::record::{mac, tcp_flags, transport_name, ts, Record};
+use super::record::{hex16, mac, tcp_flags, transport_name, ts, Record};
 use crate::correlate::identity::Identity;
 use crate::correlate::FlowContext;
 use crate::flow::inspect::AppSummary;
@@ -9,10 +9,6 @@ use crate::observation::{DnsObservation, FlowSummary};
 use crate::proto::dns::DnsSummary;
 use crate::proto::tls::{self, ClientHello, ServerHandshake};
 use serde_json::{json, Value};
-
-fn hex16(v: u16) -> String {
-    format!("0x{v:04x}")
-}
 
 fn hex16_list(v: &[u16]) -> Vec<String> {
     v.iter().map(|&x| hex16(x)).collect()
