@@ -111,11 +111,13 @@ struct Flow {
     last_ns: u64,
     interim_from_ns: u64,
     sides: [DirectionStats; 2],
-    encap: Vec<String>,
+    /// Labels of the encapsulation layers (empty for most flows: no allocation).
+    encap: Box<[String]>,
     tcp: Tcp,
     profile: ProfileState,
-    truncated_packets: u64,
-    fragments: u64,
+    /// Saturating (u32: a flow with four billion truncated packets is counted as that many).
+    truncated_packets: u32,
+    fragments: u32,
     inspector: Inspector,
 }
 
@@ -351,8 +353,10 @@ impl Shard {
         d.tcp_flags |= tcp_flags;
         d.last_ns = d.last_ns.max(now);
         flow.last_ns = flow.last_ns.max(now);
-        flow.truncated_packets += u64::from(pkt.truncated);
-        flow.fragments += u64::from(fragments);
+        flow.truncated_packets = flow
+            .truncated_packets
+            .saturating_add(u32::from(pkt.truncated));
+        flow.fragments = flow.fragments.saturating_add(fragments);
         flow.profile
             .update(now, pkt.l4_payload_len, side == flow.client, burst_gap);
 
@@ -608,7 +612,7 @@ impl Shard {
             server_port: k.endpoint(sv).port,
             proto: k.proto,
             vlans: k.vlans.iter().copied().filter(|&v| v != 0).collect(),
-            encap: f.encap.clone(),
+            encap: f.encap.to_vec(),
             community_id: community_id(k, DEFAULT_SEED),
             client_reason: f.client_reason,
             start_ns: f.start_ns,
@@ -619,8 +623,8 @@ impl Shard {
             client: f.sides[c.index()].clone(),
             server: f.sides[sv.index()].clone(),
             profile: f.profile.snapshot(),
-            truncated_packets: f.truncated_packets,
-            fragments: f.fragments,
+            truncated_packets: u64::from(f.truncated_packets),
+            fragments: u64::from(f.fragments),
             app: f.inspector.summary(),
         })
     }
