@@ -7,10 +7,11 @@
 //!
 //! A record is kept flat while it is built: its dotted paths in one string and
 //! a list of (path, value) entries, so building one costs a few allocations
-//! instead of one map node and key string per field. [`Record::write_json`]
-//! sorts the paths (component by component, as a map sorted by key at every
-//! level would order them) and writes the nested JSON straight to the output
-//! buffer; [`Record::into_value`] builds the same object as a [`Value`] for
+//! instead of one map node and key string per field. Paths are stored with
+//! [`SEP`] in place of each dot, so that plain byte order of the stored paths
+//! is the component-by-component order a map sorted by key at every level
+//! gives (a key never holds a byte below 2). [`Record::write_json`] sorts the
+//! paths that way and writes the nested JSON straight to the output buffer; [`Record::into_value`] builds the same object as a [`Value`] for
 //! the consumers that want one. Invariant: both give the same JSON text for
 //! any record in which no path is both a field and the parent of a field
 //! (the record builders never do that; if one did, the parent object wins in
@@ -19,23 +20,18 @@
 use crate::capture::Timestamp;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::cmp::Ordering;
+
+/// What a path's dots are stored as: below every byte a key holds, so that
+/// "a" < "a.b" < "a_b" < "ab" in byte order, as components order them.
+const SEP: char = '\u{1}';
 
 /// A record under construction.
 #[derive(Default)]
 pub struct Record {
-    /// Every path put so far, one after the other.
+    /// Every path put so far, one after the other, dots stored as [`SEP`].
     paths: String,
     /// (start, end) of the path in `paths`, and its value, in put order.
     fields: Vec<(u32, u32, Value)>,
-}
-
-/// Orders two dotted paths component by component: byte order with the
-/// separator below every other byte.
-fn path_cmp(a: &[u8], b: &[u8]) -> Ordering {
-    let same = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    let key = |c: Option<&u8>| c.map(|&c| if c == b'.' { 1 } else { u16::from(c) + 2 });
-    key(a.get(same)).cmp(&key(b.get(same)))
 }
 
 /// Writes `s` as a JSON string.
@@ -76,7 +72,8 @@ impl Record {
     /// Sets the field at a dotted path (a later put on the same path replaces it).
     pub fn put(&mut self, path: &str, value: impl Into<Value>) {
         let start = self.paths.len();
-        self.paths.push_str(path);
+        self.paths
+            .extend(path.chars().map(|c| if c == '.' { SEP } else { c }));
         // Record paths are short literals; a record past 4 GiB of paths is not built.
         let span = (
             u32::try_from(start).unwrap_or(u32::MAX),
@@ -107,50 +104,49 @@ impl Record {
 
     /// The value last put at exactly this path.
     pub fn get(&self, path: &str) -> Option<&Value> {
+        let stored: String = path
+            .chars()
+            .map(|c| if c == '.' { SEP } else { c })
+            .collect();
         self.fields
             .iter()
             .rev()
-            .find(|(s, e, _)| self.path(*s, *e) == path)
+            .find(|(s, e, _)| self.path(*s, *e) == stored)
             .map(|(_, _, v)| v)
     }
 
     /// Appends the record as one JSON object (no newline) to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        let mut order: Vec<u32> = (0..self.fields.len() as u32).collect();
         // Among equal paths the last put stays last.
-        order.sort_unstable_by(|&a, &b| {
-            let (fa, fb) = (&self.fields[a as usize], &self.fields[b as usize]);
-            path_cmp(
-                self.path(fa.0, fa.1).as_bytes(),
-                self.path(fb.0, fb.1).as_bytes(),
-            )
-            .then(a.cmp(&b))
-        });
+        let mut order: Vec<(&str, u32)> = self
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, (s, e, _))| (self.path(*s, *e), i as u32))
+            .collect();
+        order.sort_unstable();
         // The objects currently open, outermost first (path components).
         let mut open: Vec<&str> = Vec::with_capacity(8);
         let mut first = true;
         out.push(b'{');
-        for (i, &ix) in order.iter().enumerate() {
-            let (s, e, value) = &self.fields[ix as usize];
-            let path = self.path(*s, *e);
-            if let Some(&next) = order.get(i + 1) {
-                let (ns, ne, _) = &self.fields[next as usize];
-                let next_path = self.path(*ns, *ne);
+        for (i, &(path, ix)) in order.iter().enumerate() {
+            let value = &self.fields[ix as usize].2;
+            if let Some(&(next_path, _)) = order.get(i + 1) {
                 // Replaced by a later put, or a parent of the next field.
                 if next_path == path
                     || next_path
                         .strip_prefix(path)
-                        .is_some_and(|rest| rest.starts_with('.'))
+                        .is_some_and(|rest| rest.starts_with(SEP))
                 {
                     continue;
                 }
             }
-            let (parents, leaf) = match path.rsplit_once('.') {
+            let (parents, leaf) = match path.rsplit_once(SEP) {
                 Some((p, l)) => (Some(p), l),
                 None => (None, path),
             };
             let mut depth = 0;
-            let mut rest = parents.map(|p| p.split('.'));
+            let mut rest = parents.map(|p| p.split(SEP));
             let mut pending: Option<&str> = None;
             if let Some(parts) = rest.as_mut() {
                 for part in parts.by_ref() {
@@ -202,7 +198,7 @@ impl Record {
         for (s, e, value) in self.fields.iter() {
             let path = self.path(*s, *e);
             let mut map = &mut root;
-            let mut parts = path.split('.').peekable();
+            let mut parts = path.split(SEP).peekable();
             while let Some(part) = parts.next() {
                 if parts.peek().is_none() {
                     map.insert(part.to_string(), value.clone());
