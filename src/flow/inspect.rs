@@ -101,7 +101,8 @@ enum State {
     DnsTcp(Box<[StreamReassembler; 2]>, [u32; 2]),
     Dhcp,
     /// DTLS: the client's datagrams so far (bounded by [`DTLS_CLIENT_BYTES`]).
-    Dtls(Side, Box<Vec<u8>>),
+    /// (Boxed: the variant would otherwise set the size of every flow's state.)
+    Dtls(Box<(Side, Vec<u8>)>),
     /// Nothing more to learn from this flow.
     Done,
 }
@@ -252,7 +253,8 @@ pub fn on_packet(
                 out.push(o);
             }
         }
-        State::Dtls(client, buf) => {
+        State::Dtls(dtls) => {
+            let (client, buf) = &mut **dtls;
             if pkt.side == *client {
                 outcome.client_is = Some(*client);
                 let room = DTLS_CLIENT_BYTES.saturating_sub(buf.len());
@@ -357,7 +359,7 @@ fn start(key: &FlowKey, pkt: &Seen<'_>, summary: &mut AppSummary, outcome: &mut 
             }
             None if looks_like_dtls_client_hello(pkt.payload) => {
                 summary.protocol = Some("dtls");
-                State::Dtls(pkt.side, Box::default())
+                State::Dtls(Box::new((pkt.side, Vec::new())))
             }
             None => State::Done,
         },
