@@ -369,8 +369,11 @@ fn records(obs: &mut Vec<Observation>) {
             Observation::Dns(d) => dns_record(d),
             Observation::Dhcp(_) | Observation::Identity(_) => continue,
         };
-        let line = serde_json::to_string(&v).expect("record serializes");
-        assert!(!line.contains('\n'), "a record is one line");
+        let mut line = Vec::new();
+        v.write_json(&mut line);
+        assert!(!line.contains(&b'\n'), "a record is one line");
+        let parsed: serde_json::Value = serde_json::from_slice(&line).expect("record is JSON");
+        assert_eq!(parsed, v.to_value(), "the written record is the record");
     }
 }
 

@@ -83,24 +83,6 @@ pub struct AnalysisOptions {
     pub evidence: Option<evidence::EvidenceOptions>,
 }
 
-/// Sets a dotted path inside a JSON object, creating objects on the way.
-fn put_path(v: &mut Value, path: &str, value: Value) {
-    let mut cur = v;
-    let mut parts = path.split('.').peekable();
-    while let Some(p) = parts.next() {
-        let Some(obj) = cur.as_object_mut() else {
-            return;
-        };
-        if parts.peek().is_none() {
-            obj.insert(p.to_string(), value);
-            return;
-        }
-        cur = obj
-            .entry(p.to_string())
-            .or_insert_with(|| Value::Object(serde_json::Map::new()));
-    }
-}
-
 /// What the correlator adds to a flow record.
 #[derive(Default)]
 pub struct FlowContext {
@@ -345,7 +327,7 @@ impl Correlator {
                 self.flow_records += 1;
                 let mut record = flow_record(&f, &ctx);
                 let Some(det) = self.detector.as_mut() else {
-                    return sink.write(&record);
+                    return sink.write_record(&record);
                 };
                 let input = detect::FlowInput {
                     summary: &f,
@@ -354,12 +336,10 @@ impl Correlator {
                     device_id: device.as_deref(),
                     identity_method: Some(method),
                 };
-                let (attribution, alerts) =
-                    det.on_flow(&input, self.evidence.is_some().then_some(&record));
-                if let Ok(app) = serde_json::to_value(&attribution) {
-                    put_path(&mut record, "nightjar.app", app);
-                }
-                sink.write(&record)?;
+                let evidence_record = self.evidence.is_some().then(|| record.to_value());
+                let (attribution, alerts) = det.on_flow(&input, evidence_record.as_ref());
+                record.put_ser("nightjar.app", &attribution);
+                sink.write_record(&record)?;
                 self.write_alerts(alerts, sink)
             }
             Observation::Dns(d) => {
@@ -375,7 +355,7 @@ impl Correlator {
                 }
                 if self.opts.dns_records {
                     self.dns_records += 1;
-                    sink.write(&dns_record(&d))?;
+                    sink.write_record(&dns_record(&d))?;
                 }
                 Ok(())
             }
@@ -523,6 +503,6 @@ impl Correlator {
         if let Some(e) = &report.error {
             r.put("nightjar.stats.input_error", e.clone());
         }
-        sink.write(&r.into_value())
+        sink.write_record(&r)
     }
 }

@@ -4,6 +4,14 @@
 //! map from [`FlowKey`] to slot. Expiry: one FIFO queue of `(slot, generation)`
 //! per timeout class; an entry whose flow was touched since it was queued is
 //! re-queued behind, so every step of a sweep is O(1) amortized.
+//!
+//! The map hashes keys with foldhash (a few multiplies per key, where SipHash
+//! took a tenth of the per-packet time) keyed once per run from the operating
+//! system's randomness ([`flow_hash_state`]). The sensor never shows a hash
+//! value or the map's order (records are emitted in packet-time order and
+//! `flush` walks the slab), so a sender cannot learn the key to aim colliding
+//! five-tuples at one bucket; and a flood of distinct tuples is bounded by
+//! `max_flows` whatever the hash does.
 
 use super::community_id::{community_id, DEFAULT_SEED};
 use super::defrag::Defrag;
@@ -14,7 +22,11 @@ use super::stats::FlowStats;
 use crate::capture::LinkType;
 use crate::decode::{decode, Encap, EncapChain, Fragment, Packet, Vlans, L4};
 use crate::observation::{ClientReason, DirectionStats, FlowSummary, Observation, Termination};
+use foldhash::fast::SeedableRandomState;
+use foldhash::SharedSeed;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
 
 const NS: u64 = 1_000_000_000;
 
@@ -73,6 +85,16 @@ impl Default for FlowConfig {
     }
 }
 
+/// The flow map's hasher state: foldhash with a shared seed drawn once per run
+/// and a per-shard seed, both from the OS's randomness (std's `RandomState`
+/// keys come from it; hashing a constant with one yields 64 random bits).
+fn flow_hash_state() -> SeedableRandomState {
+    static SHARED: OnceLock<SharedSeed> = OnceLock::new();
+    let random = || std::hash::RandomState::new().hash_one(0x6e6a_u64);
+    let shared = SHARED.get_or_init(|| SharedSeed::from_u64(random()));
+    SeedableRandomState::with_seed(random(), shared)
+}
+
 /// Timeout classes, each with its own expiry queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Class {
@@ -106,11 +128,13 @@ struct Flow {
     last_ns: u64,
     interim_from_ns: u64,
     sides: [DirectionStats; 2],
-    encap: Vec<String>,
+    /// Labels of the encapsulation layers (empty for most flows: no allocation).
+    encap: Box<[String]>,
     tcp: Tcp,
     profile: ProfileState,
-    truncated_packets: u64,
-    fragments: u64,
+    /// Saturating (u32: a flow with four billion truncated packets is counted as that many).
+    truncated_packets: u32,
+    fragments: u32,
     inspector: Inspector,
 }
 
@@ -129,7 +153,7 @@ struct QueueEntry {
 /// One worker's flow table and the per-packet logic.
 pub struct Shard {
     cfg: FlowConfig,
-    map: HashMap<FlowKey, u32>,
+    map: HashMap<FlowKey, u32, SeedableRandomState>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     queues: [VecDeque<QueueEntry>; CLASSES],
@@ -216,7 +240,7 @@ impl Shard {
     pub fn new(cfg: FlowConfig) -> Shard {
         Shard {
             cfg,
-            map: HashMap::new(),
+            map: HashMap::with_hasher(flow_hash_state()),
             slots: Vec::new(),
             free: Vec::new(),
             queues: Default::default(),
@@ -360,8 +384,10 @@ impl Shard {
         d.tcp_flags |= tcp_flags;
         d.last_ns = d.last_ns.max(now);
         flow.last_ns = flow.last_ns.max(now);
-        flow.truncated_packets += u64::from(pkt.truncated);
-        flow.fragments += u64::from(fragments);
+        flow.truncated_packets = flow
+            .truncated_packets
+            .saturating_add(u32::from(pkt.truncated));
+        flow.fragments = flow.fragments.saturating_add(fragments);
         flow.profile
             .update(now, pkt.l4_payload_len, side == flow.client, burst_gap);
 
@@ -626,7 +652,7 @@ impl Shard {
             server_port: k.endpoint(sv).port,
             proto: k.proto,
             vlans: k.vlans.iter().copied().filter(|&v| v != 0).collect(),
-            encap: f.encap.clone(),
+            encap: f.encap.to_vec(),
             community_id: community_id(k, DEFAULT_SEED),
             client_reason: f.client_reason,
             start_ns: f.start_ns,
@@ -637,8 +663,8 @@ impl Shard {
             client: f.sides[c.index()].clone(),
             server: f.sides[sv.index()].clone(),
             profile: f.profile.snapshot(),
-            truncated_packets: f.truncated_packets,
-            fragments: f.fragments,
+            truncated_packets: u64::from(f.truncated_packets),
+            fragments: u64::from(f.fragments),
             app: f.inspector.summary(),
         })
     }

@@ -9,6 +9,7 @@
 //! another thread (the daemon's output thread), which appends them with
 //! [`Sink::write_lines`].
 
+use super::Record;
 use serde_json::Value;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -112,6 +113,17 @@ impl Sink {
         }
         // Serializing a Value into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut self.buf, record);
+        self.buf.push(b'\n');
+        self.records += 1;
+        if self.buf.len() >= SINK_BUFFER_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes a record built with [`Record`] (serialized straight into the buffer).
+    pub fn write_record(&mut self, record: &Record) -> Result<(), SinkError> {
+        record.write_json(&mut self.buf);
         self.buf.push(b'\n');
         self.records += 1;
         if self.buf.len() >= SINK_BUFFER_BYTES {

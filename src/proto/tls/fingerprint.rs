@@ -27,10 +27,16 @@ pub fn is_grease(v: u16) -> bool {
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
+    for &b in bytes {
+        s.push(hex_digit(b >> 4));
+        s.push(hex_digit(b & 15));
     }
     s
+}
+
+/// The lower-case hex digit of a nibble (fingerprints format hundreds per hello).
+fn hex_digit(n: u8) -> char {
+    char::from(b"0123456789abcdef"[usize::from(n & 15)])
 }
 
 fn join_decimal<T: Into<u32> + Copy>(values: &[T], skip_grease: bool) -> String {
@@ -220,7 +226,9 @@ fn hex_list(values: &[u16]) -> String {
         if !s.is_empty() {
             s.push(',');
         }
-        let _ = write!(s, "{v:04x}");
+        for shift in [12, 8, 4, 0] {
+            s.push(hex_digit((v >> shift) as u8));
+        }
     }
     s
 }
