@@ -443,9 +443,11 @@ impl Shard {
         if interim_due {
             self.flow_mut(s).interim_from_ns = now;
             self.stats.interim += 1;
-            out.push(Observation::Flow(
-                self.summary(s, Termination::ActiveTimeout, now),
-            ));
+            out.push(Observation::Flow(self.summary(
+                s,
+                Termination::ActiveTimeout,
+                now,
+            )));
         }
     }
 
