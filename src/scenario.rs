@@ -425,6 +425,24 @@ fn checksum(data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
+/// An Ethernet/IPv4/TCP frame with zero MAC addresses and no ACK number: the
+/// synthetic packets of the benchmarks and the allocation test.
+pub fn tcp_frame(
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let len = payload.len() as u64;
+    frame(
+        [0; 6], [0; 6], src, dst, sport, dport, seq, 0, flags, payload, len,
+    )
+    .0
+}
+
 #[allow(clippy::too_many_arguments)]
 fn frame(
     src_mac: [u8; 6],

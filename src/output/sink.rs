@@ -97,6 +97,16 @@ impl Sink {
     /// Appends complete lines (each ending in `\n`) written elsewhere, e.g.
     /// by a channel sink; counts them as records.
     pub fn write_lines(&mut self, lines: &[u8]) -> Result<(), SinkError> {
+        if let Target::Memory(v) = &mut self.target {
+            // Lines this process wrote itself: each is one JSON record.
+            for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                if let Ok(value) = serde_json::from_slice(line) {
+                    v.push(value);
+                    self.records += 1;
+                }
+            }
+            return Ok(());
+        }
         self.records += lines.iter().filter(|&&b| b == b'\n').count() as u64;
         self.buf.extend_from_slice(lines);
         if self.buf.len() >= SINK_BUFFER_BYTES {
@@ -123,6 +133,11 @@ impl Sink {
 
     /// Writes a record built with [`Record`] (serialized straight into the buffer).
     pub fn write_record(&mut self, record: &Record) -> Result<(), SinkError> {
+        if let Target::Memory(v) = &mut self.target {
+            v.push(record.to_value());
+            self.records += 1;
+            return Ok(());
+        }
         record.write_json(&mut self.buf);
         self.buf.push(b'\n');
         self.records += 1;
@@ -221,5 +236,24 @@ mod tests {
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":3}\n");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_memory_sink_keeps_every_kind_of_write() {
+        let mut s = Sink::memory();
+        s.write(&serde_json::json!({"a": 1})).unwrap();
+        let mut r = Record::new("nightjar.flow", 0);
+        r.put("b", 2);
+        s.write_record(&r).unwrap();
+        s.write_lines(b"{\"c\":3}\n{\"d\":4}\n").unwrap();
+        s.flush().unwrap();
+        let got = s.take_records();
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[0]["a"], 1);
+        assert_eq!(got[1]["b"], 2);
+        assert_eq!(
+            (got[2]["c"].clone(), got[3]["d"].clone()),
+            (3.into(), 4.into())
+        );
     }
 }
