@@ -13,6 +13,7 @@ use nightjar::observation::Observation;
 use nightjar::proto::dns;
 use nightjar::proto::quic::{open_initials, parse_long_headers, InitialKeys, PacketKind};
 use nightjar::proto::tls::{self, Ja4Input, Scan, Transport};
+use nightjar::scenario::tcp_frame;
 use std::path::{Path, PathBuf};
 
 const ETHER: LinkType = LinkType(1);
@@ -57,37 +58,6 @@ fn payloads(path: &Path) -> Vec<(u8, u16, u16, Vec<u8>)> {
             })
         })
         .collect()
-}
-
-/// An Ethernet/IPv4/TCP frame (checksums left zero: the sensor does not verify them).
-fn tcp_frame(
-    src: [u8; 4],
-    dst: [u8; 4],
-    sp: u16,
-    dp: u16,
-    seq: u32,
-    flags: u8,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut f = vec![0u8; 14 + 20 + 20];
-    f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let total = (40 + payload.len()) as u16;
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&total.to_be_bytes());
-    f[22] = 64;
-    f[23] = 6;
-    f[26..30].copy_from_slice(&src);
-    f[30..34].copy_from_slice(&dst);
-    f[34..36].copy_from_slice(&sp.to_be_bytes());
-    f[36..38].copy_from_slice(&dp.to_be_bytes());
-    f[38..42].copy_from_slice(&seq.to_be_bytes());
-    f[46] = 0x50;
-    f[47] = flags;
-    f[48..50].copy_from_slice(&65535u16.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
 }
 
 fn app_data(len: usize) -> Vec<u8> {

@@ -8,7 +8,8 @@ cd "$(dirname "$0")"
 secs=${1:-120}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(decode reassembly tls quic_initial capture pipeline mdm_files plist config)
+[ ${#targets[@]} -gt 0 ] || targets=(decode reassembly tls quic_initial capture pipeline mdm_files plist config
+                                       dns dhcp mdm_api mdm_webhook state webhook)
 mkdir -p logs
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"

@@ -13,7 +13,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 CORPUS = os.path.join(HERE, "corpus")
-# Index of each link type in harness::LINK_TYPES (first byte of a `decode` input).
+# Index of each link type in nightjar::decode::SUPPORTED_LINK_TYPES (first byte of a `decode` input).
 LINK_INDEX = {0: 0, 1: 1, 9: 2, 12: 3, 50: 4, 101: 5, 108: 6, 113: 7, 228: 8,
               229: 9, 239: 10, 258: 11, 276: 12}
 MAX_CAPTURE_SEED = 64 * 1024
@@ -145,6 +145,132 @@ def capture_files():
                     yield os.path.join(dirpath, n)
 
 
+WEBHOOK_SECRET = "fuzz-webhook-secret"  # harness::WEBHOOK_SECRET
+
+INFO_PLIST = {"CommandUUID": "c1", "Status": "Acknowledged", "UDID": "U1",
+              "QueryResponses": {"IsSupervised": True, "OSVersion": "17.4.1",
+                                 "ProductName": "iPhone15,2", "SerialNumber": "F2LXK0AAPLJM",
+                                 "WiFiMAC": "a4:83:e7:12:34:56"}}
+APPS_PLIST = {"CommandUUID": "c2", "Status": "Acknowledged", "UDID": "U1",
+              "InstalledApplicationList": [
+                  {"Identifier": "com.a.b", "Name": "x", "ShortVersion": "1", "BundleSize": 1024},
+                  {"Identifier": "com.c.d", "Name": "y", "Version": "2"}]}
+
+
+def jamf_device(n, apps):
+    """The Jamf Pro detail shape of tests/mdm_adapters.rs (jamf_device)."""
+    return {"mobileDeviceId": str(n), "deviceType": "iOS",
+            "general": {"udid": "00008110-00000000000000%02d" % n, "displayName": "Phone %d" % n,
+                        "osVersion": "17.4.1", "supervised": n % 2 == 1, "managed": True,
+                        "deviceOwnershipType": "Institutional" if n % 2 else "UserEnrollment",
+                        "lastInventoryUpdateDate": "2024-05-01T10:00:00Z"},
+            "hardware": {"serialNumber": "F2LXK0AAPL%02d" % n, "wifiMacAddress": "a4:83:e7:00:00:%02x" % n,
+                         "model": "iPhone 15", "modelIdentifier": "iPhone15,4", "capacityMb": 128000},
+            "applications": [{"identifier": i, "name": i, "version": "100", "shortVersion": v,
+                              "managementStatus": st, "validationStatus": True, "bundleSize": "1024"}
+                             for i, v, st in apps]}
+
+
+def graph_device(gid, serial, udid, os_name, mac):
+    """The Graph managedDevice shape of tests/mdm_adapters.rs (graph_server)."""
+    return {"id": gid, "deviceName": "d", "operatingSystem": os_name, "osVersion": "17.5",
+            "serialNumber": serial, "udid": udid, "wiFiMacAddress": mac, "model": "iPhone 14",
+            "isSupervised": True, "managedDeviceOwnerType": "company",
+            "userPrincipalName": "ana@example.com", "complianceState": "compliant"}
+
+
+def http_request(path, body, auth, extra=""):
+    head = "POST %s HTTP/1.1\r\nHost: sensor\r\n" % path
+    if auth:
+        head += "Authorization: %s\r\n" % auth
+    head += extra
+    head += "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    return head.encode() + body
+
+
+def mdm_seeds():
+    """Seeds for mdm_api, mdm_webhook, state and webhook: the shapes the tests use."""
+    import base64
+    import json
+    import plistlib
+    j = lambda v: json.dumps(v).encode()
+    # mdm_api: 0 token, 1 Jamf detail page, 2 Graph managedDevices, 3 Graph detectedApps.
+    for tok in [{"access_token": "jamf-token-1", "scope": "api-role:1", "token_type": "Bearer", "expires_in": 299},
+                {"token_type": "Bearer", "expires_in": "3599", "ext_expires_in": 10, "access_token": "graph-token-1"},
+                {"access_token": "t"}]:
+        put("mdm_api", b"\x00" + j(tok))
+    apps = [("com.tinyspeck.chatlyio", "24.05.10", "Managed"), ("net.whatsapp.WhatsApp", "24.9.78", "Unmanaged")]
+    put("mdm_api", b"\x01" + j({"totalCount": 5, "results": [jamf_device(n, apps[: n % 3]) for n in range(1, 4)]}))
+    put("mdm_api", b"\x01" + j({"totalCount": 0, "results": []}))
+    put("mdm_api", b"\x01" + j({"totalCount": 2, "results": [{"general": {"udid": ""}}, 7, jamf_device(9, [])]}))
+    nxt = "https://graph.microsoft.com/v1.0/deviceManagement/managedDevices?$skiptoken=page2"
+    put("mdm_api", b"\x02" + j({"@odata.context": "x", "@odata.count": 2, "@odata.nextLink": nxt, "value": [
+        graph_device("11111111-aaaa-4bbb-8ccc-000000000001", "SER1", "UDID-1", "iOS", "6C4A8513A6A1"),
+        graph_device("11111111-aaaa-4bbb-8ccc-000000000002", "SER2", "", "iOS", ""),
+        graph_device("../x", "SER3", "UDID-3", "iPadOS", "not-a-mac")]}))
+    put("mdm_api", b"\x03" + j({"value": [
+        {"id": "a1", "displayName": "com.microsoft.Office.Outlook", "version": "4.21", "sizeInByte": 1,
+         "deviceCount": 3, "publisher": "Microsoft", "platform": "ios"},
+        {"id": "a2", "displayName": "Calculator", "version": "1", "platform": "ios"}]}))
+    # mdm_webhook: 0 Jamf, 1 MicroMDM envelope, 2 raw plist answer.
+    hooks = []
+    for ev in ["MobileDeviceCheckIn", "MobileDeviceInventoryCompleted", "MobileDeviceEnrolled",
+               "MobileDeviceUnEnrolled", "MobileDevicePushSent", "ComputerAdded"]:
+        hooks.append(j({"webhook": {"id": 1, "name": "nightjar", "webhookEvent": ev, "eventTimestamp": 1714550400000},
+                        "event": {"jssID": 4, "udid": "00008110-0000000000000004", "serialNumber": "F2LXK0AAPL04",
+                                  "deviceName": "Phone 4", "model": "iPhone 15", "osVersion": "17.4.1"}}))
+    for h in hooks:
+        put("mdm_webhook", b"\x00" + h)
+    plists = [plistlib.dumps(INFO_PLIST), plistlib.dumps(APPS_PLIST),
+              plistlib.dumps(INFO_PLIST, fmt=plistlib.FMT_BINARY),
+              plistlib.dumps(APPS_PLIST, fmt=plistlib.FMT_BINARY)]
+    envelopes = []
+    for pl in plists[:2]:
+        envelopes.append(j({"topic": "mdm.Connect", "event_id": "5b9e7c1a-0000-4000-8000-000000000001",
+                            "created_at": "2024-05-02T08:00:00Z",
+                            "acknowledge_event": {"udid": "U1", "status": "Acknowledged", "command_uuid": "c1",
+                                                  "raw_payload": base64.b64encode(pl).decode()}}))
+    envelopes.append(j({"topic": "mdm.CheckOut", "checkin_event": {"udid": "U1", "raw_payload": ""}}))
+    envelopes.append(j({"topic": "mdm.Connect", "acknowledge_event": {"udid": "U", "status": "NotNow"}}))
+    for e in envelopes:
+        put("mdm_webhook", b"\x01" + e)
+    for pl in plists:
+        put("mdm_webhook", b"\x02" + pl)
+    # state: 0 last good inventory, 1 poll cursor, 2 baselines.
+    for name in ["config/inventory.example.json", "config/demo/inventory.json", "tests/data/identity/inventory.json"]:
+        path = os.path.join(REPO, name)
+        if os.path.exists(path):
+            put("state", b"\x00" + open(path, "rb").read())
+    put("state", b"\x01" + j({"last_success": "2024-05-01T08:00:00Z", "fingerprint": "9f2c", "devices": 5}))
+    put("state", b"\x01" + j({"last_success": "2024-05-01T08:00:00.123456789+02:00", "fingerprint": "", "devices": 0}))
+    sketch = {"as_of_ns": 1714550400000000000, "zero": 1.0, "buckets": {"120": 1.5, "121": 2.0, "-3": 0.25}}
+    put("state", b"\x02" + j({"version": 1, "half_life_seconds": 604800,
+                               "scopes": {"app:com.a.b": {"bytes": sketch, "gap": sketch},
+                                          "category:chat": {"bytes": sketch}},
+                               "apps": {"com.a.b": {"first_seen": {"d:example.com": 1714550400000000000,
+                                                                   "j:t13d1516h2_8daaf6152771_02713d6af862": 1}}},
+                               "refused": 0}))
+    put("state", b"\x02" + j({"version": 1, "half_life_seconds": 0, "scopes": {}}))
+    # webhook: flags byte, then raw HTTP/1.1 on one connection.
+    bearer = "Bearer " + WEBHOOK_SECRET
+    basic = "Basic " + base64.b64encode(("micromdm:" + WEBHOOK_SECRET).encode()).decode()
+    reqs = [http_request("/webhook/jamf", hooks[0], bearer),
+            http_request("/webhook/micromdm", envelopes[0], basic),
+            http_request("/webhook/nanomdm", envelopes[1], basic, "Expect: 100-continue\r\n"),
+            http_request("/webhook/jamf", hooks[1], None),
+            http_request("/webhook/jamf", b"{" * 300, bearer),
+            http_request("/other", b"", bearer),
+            b"GET /webhook/jamf HTTP/1.1\r\nHost: sensor\r\n\r\n"]
+    chunked = (("POST /webhook/jamf HTTP/1.1\r\nAuthorization: %s\r\nTransfer-Encoding: chunked\r\n\r\n" % bearer).encode()
+               + b"%x\r\n" % len(hooks[2]) + hooks[2] + b"\r\n0\r\n\r\n")
+    reqs.append(chunked)
+    reqs.append(http_request("/webhook/jamf", hooks[0][:20], bearer)[:-5])  # cut short
+    for r in reqs:
+        put("webhook", b"\x00" + r)
+    put("webhook", b"\x00" + b"".join(reqs[:3]))  # pipelined
+    put("webhook", b"\x03" + b"".join(reqs[:4]))  # small bounds
+
+
 def main():
     streams = {}
     nfiles = 0
@@ -199,6 +325,7 @@ def main():
         p = os.path.join(REPO, name)
         if os.path.exists(p):
             put(target, prefix + open(p, "rb").read())
+    mdm_seeds()
     for d in sorted(os.listdir(CORPUS)):
         print(f"{d}: {len(os.listdir(os.path.join(CORPUS, d)))} seeds")
     print(f"from {nfiles} capture files", file=sys.stderr)

@@ -24,29 +24,14 @@ SRV=10.77.0.1
 CLI=10.77.0.2
 NAME=app.example.test
 WORK="$(mktemp -d /tmp/njcap.XXXXXX)"
-PIDS=()
-
-log() { printf '[make-captures] %s\n' "$*" >&2; }
-
-[[ $EUID -eq 0 ]] || { echo "run as root (network namespaces, tcpdump)" >&2; exit 1; }
+LOG_TAG=make-captures
+# shellcheck source=netns-lib.sh
+. "$HERE/netns-lib.sh"
+require_root
 
 # ---------------------------------------------------------------- tools
-need_pkgs=()
-need() { command -v "$1" >/dev/null 2>&1 || need_pkgs+=("$2"); }
-need tcpdump tcpdump
-need openssl openssl
-need gnutls-cli gnutls-bin
-need gnutls-serv gnutls-bin
-need curl curl
-need python3 python3
-need ip iproute2
-need ethtool ethtool
-need tshark tshark
-if ((${#need_pkgs[@]})); then
-    log "installing: ${need_pkgs[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
-fi
+install_missing tcpdump:tcpdump openssl:openssl gnutls-cli:gnutls-bin gnutls-serv:gnutls-bin \
+    curl:curl python3:python3 ip:iproute2 ethtool:ethtool tshark:tshark
 
 # The split ClientHello needs a post-quantum hybrid key share (about 1.2 KB).
 if openssl list -kem-algorithms 2>/dev/null | grep -qi mlkem768; then
@@ -61,37 +46,10 @@ else
 fi
 log "split ClientHello client: $SPLIT_CLIENT"
 
-# ---------------------------------------------------------------- cleanup
-cleanup() {
-    set +e
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    ip netns del "$NS_C" 2>/dev/null
-    ip netns del "$NS_S" 2>/dev/null
-    rm -rf "/etc/netns/$NS_C" "$WORK"
-}
-trap cleanup EXIT
-trap "exit 130" INT TERM
-cleanup_quiet() { set +e; ip netns del "$NS_C" 2>/dev/null; ip netns del "$NS_S" 2>/dev/null; set -e; }
-cleanup_quiet # leftovers of an interrupted earlier run
-
 # ---------------------------------------------------------------- network
-ip netns add "$NS_S"
-ip netns add "$NS_C"
-ip link add "$VETH_C" netns "$NS_C" type veth peer name "$VETH_S" netns "$NS_S"
-for pair in "$NS_S:$VETH_S:$SRV" "$NS_C:$VETH_C:$CLI"; do
-    IFS=: read -r ns dev addr <<<"$pair"
-    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-    ip -n "$ns" link set "$dev" mtu 1500
-    # No offloads: the capture must show the wire segments, not GSO/GRO super-packets,
-    # and carry real checksums.
-    ip netns exec "$ns" ethtool -K "$dev" tx off rx off tso off gso off gro off >/dev/null 2>&1 || true
-    ip -n "$ns" addr add "$addr/24" dev "$dev"
-    ip -n "$ns" link set lo up
-    ip -n "$ns" link set "$dev" up
-done
-mkdir -p "/etc/netns/$NS_C"
-echo "nameserver $SRV" >"/etc/netns/$NS_C/resolv.conf" # bind-mounted by `ip netns exec`
+netns_start "$NS_S" "$NS_C"
+veth_pair "$NS_C" "$VETH_C" "$CLI/24" "$NS_S" "$VETH_S" "$SRV/24"
+use_resolver "$NS_C" "$SRV"
 # Background processes are started with `ip netns exec` directly (not through these
 # functions), so that $! is the process itself and a signal reaches it.
 S() { ip netns exec "$NS_S" "$@"; }

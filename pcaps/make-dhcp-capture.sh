@@ -29,55 +29,24 @@ MAC_A=3c:06:30:aa:bb:01
 MAC_B=6a:1f:22:33:44:55
 mkdir -p "$OUT"
 WORK="$(mktemp -d /tmp/njdh.XXXXXX)"
-PIDS=()
-
-log() { printf '[make-dhcp-capture] %s\n' "$*" >&2; }
-
-[[ $EUID -eq 0 ]] || { echo "run as root (network namespaces, tcpdump)" >&2; exit 1; }
-
-need_pkgs=()
-need() { command -v "$1" >/dev/null 2>&1 || need_pkgs+=("$2"); }
-need tcpdump tcpdump
-need openssl openssl
-need dnsmasq dnsmasq-base
-need busybox busybox
-need ip iproute2
-need ethtool ethtool
-if ((${#need_pkgs[@]})); then
-    log "installing: ${need_pkgs[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
-fi
-
-cleanup() {
-    set +e
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    for ns in "$NS_A" "$NS_B" "$NS_S"; do ip netns del "$ns" 2>/dev/null; done
-    rm -rf "/etc/netns/$NS_A" "/etc/netns/$NS_B" "$WORK"
-}
-trap cleanup EXIT INT TERM
-for ns in "$NS_A" "$NS_B" "$NS_S"; do ip netns del "$ns" 2>/dev/null || true; done
+LOG_TAG=make-dhcp-capture
+# shellcheck source=netns-lib.sh
+. "$HERE/netns-lib.sh"
+require_root
+install_missing tcpdump:tcpdump openssl:openssl dnsmasq:dnsmasq-base busybox:busybox \
+    ip:iproute2 ethtool:ethtool
 
 # ---------------------------------------------------------------- network
-ip netns add "$NS_S"
+netns_start "$NS_S" "$NS_A" "$NS_B"
 ip -n "$NS_S" link add "$BR" type bridge
-ip -n "$NS_S" link set lo up
 for spec in "$NS_A,njdh-a0,njdh-pa,$MAC_A" "$NS_B,njdh-b0,njdh-pb,$MAC_B"; do
     IFS=, read -r ns dev peer mac <<<"$spec"
-    ip netns add "$ns"
     ip link add "$dev" netns "$ns" address "$mac" type veth peer name "$peer" netns "$NS_S"
-    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-    ip netns exec "$ns" ethtool -K "$dev" tx off rx off tso off gso off gro off >/dev/null 2>&1 || true
-    ip -n "$ns" link set lo up
-    ip -n "$ns" link set "$dev" up
+    wire_iface "$ns" "$dev"
     ip -n "$NS_S" link set "$peer" master "$BR"
-    ip netns exec "$NS_S" ethtool -K "$peer" tx off rx off tso off gso off gro off >/dev/null 2>&1 || true
-    ip -n "$NS_S" link set "$peer" up
-    mkdir -p "/etc/netns/$ns"
-    echo "nameserver $SRV" >"/etc/netns/$ns/resolv.conf" # bind-mounted by `ip netns exec`
+    wire_iface "$NS_S" "$peer"
+    use_resolver "$ns" "$SRV"
 done
-ip netns exec "$NS_S" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 ip -n "$NS_S" addr add "$SRV/24" dev "$BR"
 ip -n "$NS_S" link set "$BR" up
 S() { ip netns exec "$NS_S" "$@"; }

@@ -7,7 +7,8 @@ One JSON line per TCP/UDP flow, keys are dotted paths into nightjar's flow recor
 the 5-tuple (client = sender of the SYN, or of the first UDP datagram), packets and IP-layer
 bytes per direction, and for TLS flows the SNI, offered ALPN, JA3 and JA3S (tshark's own),
 JA4 (computed here from tshark's ClientHello fields: tshark 4.0 has no JA4), the negotiated
-version, suite and ALPN, the leaf certificate (SHA-256, serial, SANs) when it is in clear; for
+version, suite and ALPN, the leaf certificate (SHA-256, serial, SANs) when it is in clear (QUIC
+hellos, which tshark decrypts from the Initials: JA4 with "q", no JA3/JA3S, the QUIC version); for
 DNS flows the question and A answers; destination.domain with its source (SNI, else the name whose DNS A answer
 earlier in the capture gave the server address). A null value means "absent or null".
 TCP reassembly of out-of-order segments is switched on so reordered hellos are read too.
@@ -63,7 +64,7 @@ def is_grease(v):
     return v & 0x0F0F == 0x0A0A and v >> 8 == v & 0xFF
 
 
-def ja4(hello):
+def ja4(hello, prefix="t"):
     ciphers = [c for c in ints(hello["tls.handshake.ciphersuite"]) if not is_grease(c)]
     exts = [e for e in ints(hello["tls.handshake.extension.type"]) if not is_grease(e)]
     versions = [v for v in ints(hello["tls.handshake.extensions.supported_version"])
@@ -83,7 +84,7 @@ def ja4(hello):
         chunk, values = values[:n], values[n:]
         if ext == 13:
             sig_algs = [v for v in chunk if not is_grease(v)]  # as FoxIO's reference does
-    a = "t%s%s%02d%02d%s" % (JA4_VERSIONS.get(version, "00"), sni, min(len(ciphers), 99),
+    a = "%s%s%s%02d%02d%s" % (prefix, JA4_VERSIONS.get(version, "00"), sni, min(len(ciphers), 99),
                              min(len(exts), 99), alpn)
     b = ",".join(sorted("%04x" % c for c in ciphers))
     c = ",".join(sorted("%04x" % e for e in exts if e not in (0, 16)))
@@ -126,7 +127,8 @@ def main():
                                (dst, int(row[proto + ".dstport"]))]))
         return flows[k]
 
-    ports = ["ip.src", "ip.dst", "tcp.srcport", "tcp.dstport"]
+    ports = ["ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport",
+             "quic.version"]
     for h in tshark(pcap, "tls.handshake.type == 1",
                     ports + ["tls.handshake.extensions_server_name", "tls.handshake.ja3",
                              "tls.handshake.ciphersuite", "tls.handshake.extension.type",
@@ -134,10 +136,14 @@ def main():
                              "tls.handshake.extensions_alpn_str", "tls.handshake.version",
                              "tls.handshake.extensions.supported_version"]):
         f = flow_of(h)
+        quic = split(h["quic.version"])
         f["sni"] = h["tls.handshake.extensions_server_name"] or None
         f["alpn"] = split(h["tls.handshake.extensions_alpn_str"]) or None
-        f["ja3"] = h["tls.handshake.ja3"]
-        f["ja4"] = ja4(h)
+        # No JA3 for QUIC (JA3 is defined for TLS over TCP); JA4 says "q".
+        f["ja3"] = None if quic else h["tls.handshake.ja3"]
+        f["ja4"] = ja4(h, "q" if quic else "t")
+        if quic:
+            f["quic_version"] = "0x%08x" % int(quic[0], 0)
     for h in tshark(pcap, "tls.handshake.type == 2",
                     ports + ["tls.handshake.ja3s", "tls.handshake.version", "tls.handshake.ciphersuite",
                              "tls.handshake.extensions.supported_version",
@@ -145,7 +151,7 @@ def main():
         f = flow_of(h)
         selected = ints(h["tls.handshake.extensions.supported_version"])
         version = selected[0] if selected else int(h["tls.handshake.version"], 0)
-        f["ja3s"] = h["tls.handshake.ja3s"]
+        f["ja3s"] = None if h["quic.version"] else h["tls.handshake.ja3s"]
         f["version"] = TLS_VERSIONS.get(version, "0x%04x" % version)
         f["next_protocol"] = h["tls.handshake.extensions_alpn_str"] or None
         f["cipher"] = CIPHER_NAMES.get(int(h["tls.handshake.ciphersuite"], 0))
@@ -210,7 +216,7 @@ def main():
                 if names:
                     domain, source = names[-1], "dns"
             out.update({
-                "network.protocol": "tls",
+                "network.protocol": "quic" if "quic_version" in f else "tls",
                 "tls.client.server_name": f["sni"],
                 "tls.client.alpn": f["alpn"],
                 "tls.client.ja3": f["ja3"],
@@ -223,6 +229,8 @@ def main():
                 "nightjar.flow.domain_source": source,
             })
             out.update(f.get("cert", {}))
+            if "quic_version" in f:
+                out["nightjar.quic.version"] = f["quic_version"]
         print(json.dumps(out, sort_keys=False))
 
 

@@ -5,8 +5,6 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use nightjar::config::{Config, OutputPath};
 use nightjar::correlate::baseline::Baselines;
-use nightjar::correlate::detect::DetectConfig;
-use nightjar::correlate::evidence::{EvidenceOptions, DEFAULT_QUOTA_BYTES};
 use nightjar::correlate::{AnalysisOptions, Correlator, CorrelatorOptions};
 use nightjar::fleet::config::Role;
 use nightjar::fleet::sensor::{KeyOptions, Publisher};
@@ -306,11 +304,8 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         };
         Some(AnalysisOptions {
             baselines,
-            detect: DetectConfig::default(),
-            evidence: args.evidence_dir.as_ref().map(|d| EvidenceOptions {
-                dir: d.clone(),
-                quota_bytes: DEFAULT_QUOTA_BYTES,
-            }),
+            detect: cfg.detect.clone(),
+            evidence: cfg.evidence.options(args.evidence_dir.clone()),
         })
     } else {
         None
@@ -376,10 +371,11 @@ fn run_correlate(args: CorrelateArgs) -> Result<ExitCode> {
     let mdm_given = inventory.is_some() || catalog_path.is_some() || !events.is_empty();
     let dns_records = cfg.output.dns_records;
     let statics = cfg.identity_static.clone();
+    let detect = cfg.detect.clone();
     let make = move || {
         let analysis = mdm_given.then(|| AnalysisOptions {
             baselines: None,
-            detect: DetectConfig::default(),
+            detect: detect.clone(),
             evidence: None,
         });
         // Loaded and checked above: a failure here (the file changed) runs without it.

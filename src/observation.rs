@@ -32,6 +32,18 @@ impl Observation {
             Observation::Identity(e) => e.ts_ns,
         }
     }
+
+    /// The order in which observations reach the correlator: packet time, then, at the
+    /// same time, flows before the rest (a shard sweeps its idle flows before it looks
+    /// at the packet that moved its clock) and flows by start time and id. Shards emit
+    /// in this order and the merge keeps it, so attribution and detection, which keep
+    /// state across flows, see the same stream for any number of shards.
+    pub fn order_key(&self) -> (u64, u64, u64) {
+        match self {
+            Observation::Flow(f) => (f.emitted_ns, f.start_ns, f.id),
+            other => (other.ts(), u64::MAX, u64::MAX),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

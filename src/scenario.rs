@@ -46,8 +46,11 @@ pub struct ScenarioConfig {
     pub devices: usize,
     /// Day index after [`DAY0_NS`] (train on day 0, test on day 1, ...).
     pub day: u32,
-    /// Inject malicious episodes (one or two per device).
+    /// Inject malicious episodes (one or two per chosen device).
     pub malicious: bool,
+    /// With `malicious`, the share of devices that get episodes (chosen by seed and
+    /// day); the others stay benign, so one replay measures both.
+    pub malicious_share: f64,
     /// Share of devices whose lifecycle is reported by an SDK (foreground/background,
     /// push wakes); the others are inferred from traffic.
     pub reported_share: f64,
@@ -62,6 +65,7 @@ impl Default for ScenarioConfig {
             devices: 6,
             day: 0,
             malicious: false,
+            malicious_share: 1.0,
             reported_share: 0.5,
             hours: 14,
         }
@@ -101,6 +105,8 @@ pub struct Truth {
     pub seed: u64,
     pub day: u32,
     pub devices: usize,
+    /// Devices given malicious episodes (the others are benign device-days).
+    pub malicious_devices: Vec<String>,
     pub episodes: Vec<TruthEpisode>,
     pub flows: Vec<TruthFlow>,
 }
@@ -419,6 +425,24 @@ fn checksum(data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
+/// An Ethernet/IPv4/TCP frame with zero MAC addresses and no ACK number: the
+/// synthetic packets of the benchmarks and the allocation test.
+pub fn tcp_frame(
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let len = payload.len() as u64;
+    frame(
+        [0; 6], [0; 6], src, dst, sport, dport, seq, 0, flags, payload, len,
+    )
+    .0
+}
+
 #[allow(clippy::too_many_arguments)]
 fn frame(
     src_mac: [u8; 6],
@@ -617,6 +641,18 @@ fn app_stack(a: &App) -> Stack {
     }
 }
 
+/// Whether device `index` gets malicious episodes on this scenario's day.
+pub fn device_is_malicious(cfg: &ScenarioConfig, index: usize) -> bool {
+    if !cfg.malicious {
+        return false;
+    }
+    if cfg.malicious_share >= 1.0 {
+        return true;
+    }
+    let mut r = Rng(cfg.seed ^ (u64::from(cfg.day) << 32) ^ (index as u64).wrapping_mul(0x9e37));
+    r.f() < cfg.malicious_share
+}
+
 /// Generates one scenario.
 pub fn generate(cfg: &ScenarioConfig) -> Scenario {
     let mut b = Builder {
@@ -661,7 +697,11 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
 
     let day_start = DAY0_NS + u64::from(cfg.day) * 86_400 * S + 7 * 3600 * S;
     let day_end = day_start + u64::from(cfg.hours) * 3600 * S;
-    for dev in &mut devices {
+    for (index, dev) in devices.iter_mut().enumerate() {
+        let malicious = device_is_malicious(cfg, index);
+        if malicious {
+            b.truth.malicious_devices.push(dev.id.clone());
+        }
         // APNs: one long connection, keep-alive every 15 min.
         {
             let spec = FlowSpec {
@@ -686,7 +726,7 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
         }
         // Malicious plan: (kind, session index).
         let mut plans: Vec<(&'static str, usize)> = Vec::new();
-        if cfg.malicious && !sessions.is_empty() {
+        if malicious && !sessions.is_empty() {
             let n = 1 + usize::from(b.rng.chance(0.4));
             let kinds = [
                 "upload_after_background",

@@ -6,6 +6,7 @@
 use nightjar::capture::{open_path, LinkType};
 use nightjar::decode::{decode, L4};
 use nightjar::flow::{FlowConfig, Shard};
+use nightjar::scenario::tcp_frame;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::IpAddr;
@@ -47,33 +48,6 @@ fn allocations(f: impl FnOnce()) -> u64 {
     f();
     COUNTING.with(|c| c.set(false));
     ALLOCS.load(Ordering::Relaxed) - before
-}
-
-/// An Ethernet/IPv4/TCP frame.
-fn tcp_frame(
-    src: [u8; 4],
-    dst: [u8; 4],
-    sp: u16,
-    dp: u16,
-    seq: u32,
-    flags: u8,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut f = vec![0u8; 54];
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&((40 + payload.len()) as u16).to_be_bytes());
-    f[22] = 64;
-    f[23] = 6;
-    f[26..30].copy_from_slice(&src);
-    f[30..34].copy_from_slice(&dst);
-    f[34..36].copy_from_slice(&sp.to_be_bytes());
-    f[36..38].copy_from_slice(&dp.to_be_bytes());
-    f[38..42].copy_from_slice(&seq.to_be_bytes());
-    f[46] = 0x50;
-    f[47] = flags;
-    f.extend_from_slice(payload);
-    f
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::path::Path;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 9] = [
+const TARGETS: [(&str, Target); 13] = [
     ("decode", harness::decode),
     ("reassembly", harness::reassembly),
     ("tls", harness::tls),
@@ -21,6 +21,10 @@ const TARGETS: [(&str, Target); 9] = [
     ("mdm_files", harness::mdm_files),
     ("plist", harness::plist),
     ("config", harness::config),
+    ("mdm_api", harness::mdm_api),
+    ("mdm_webhook", harness::mdm_webhook),
+    ("state", harness::state),
+    ("webhook", harness::webhook),
 ];
 
 #[test]

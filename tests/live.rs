@@ -670,3 +670,486 @@ fn tells_systemd_ready_and_feeds_the_watchdog() {
         last = String::from_utf8_lossy(&buf[..n]).into_owned();
     }
 }
+
+// ---------------------------------------------------------------------------
+// The correlator's inputs in the daemon: SIGHUP reloads, the Jamf poller, and
+// AN1717 detection.
+// ---------------------------------------------------------------------------
+
+/// The demo capture's client whose flow the inventory tests look at.
+const DEMO_MAC: &str = "80:a9:97:0d:af:a1";
+
+/// Flows end (and are written) a second after their last packet.
+const SHORT_TIMEOUTS: &str = "tcp_timeout = \"1s\"\nudp_timeout = \"1s\"\nother_timeout = \"1s\"\ntcp_closed_timeout = \"1s\"";
+
+fn append(cfg: &Path, text: &str) {
+    let old = std::fs::read_to_string(cfg).unwrap();
+    std::fs::write(cfg, old + text).unwrap();
+}
+
+/// `device.id` of each flow record from the demo client, in output order.
+fn demo_client_devices(recs: &[Value]) -> Vec<String> {
+    let mac = DEMO_MAC.to_uppercase().replace(':', "-");
+    flows(recs)
+        .into_iter()
+        .filter(|f| f["source"]["mac"] == mac.as_str())
+        .map(|f| f["device"]["id"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Waits until `packets` frames were captured and every flow they made was written.
+fn all_written(ns: &Netns, packets: f64) {
+    let iface = format!("nightjar_packets_total{{interface=\"{}\"}}", ns.rx_if);
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let m = metrics(&ns.http_get("/metrics"));
+        let got = m.get(&iface).copied().unwrap_or(0.0);
+        let created = m
+            .get("nightjar_flows_created_total")
+            .copied()
+            .unwrap_or(f64::MAX);
+        let written = m
+            .get("nightjar_records_written_total")
+            .copied()
+            .unwrap_or(0.0);
+        if got >= packets && m.get("nightjar_flows_active") == Some(&0.0) && written >= created {
+            return;
+        }
+        assert!(Instant::now() < deadline, "flows never all written: {m:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sends the demo capture, stops the daemon once it was read, and gives
+/// [`demo_client_devices`] of what was written.
+fn demo_devices_after_replay(ns: &Netns, d: Daemon) -> Vec<String> {
+    wait_child(ns.replay(&[repo().join("pcaps/demo.pcap")], &["--topspeed"]));
+    let iface = format!("{{interface=\"{}\"}}", ns.rx_if);
+    metrics_when(ns, &format!("nightjar_packets_total{iface}"), 47.0);
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log:?}");
+    demo_client_devices(&read_records(&ns.out()))
+}
+
+fn write_inventory(path: &Path, device: &str) {
+    let inv = serde_json::json!({"devices": [{"id": device, "wifi_mac": DEMO_MAC, "apps": []}]});
+    std::fs::write(path, inv.to_string()).unwrap();
+}
+
+#[test]
+fn sighup_reloads_the_inventory_for_later_flows() {
+    let test = "sighup_reloads_the_inventory_for_later_flows";
+    if !can_run(test) {
+        return;
+    }
+    let ns = Netns::new("i");
+    let inv = ns.dir.join("inventory.json");
+    write_inventory(&inv, "ipad-before");
+    let cfg = ns.config(1, SHORT_TIMEOUTS);
+    append(
+        &cfg,
+        &format!(
+            "[mdm]\ninventory = \"{}\"\n[daemon]\ncoverage_interval = \"1s\"\n",
+            inv.display()
+        ),
+    );
+    let demo = vec![repo().join("pcaps/demo.pcap")];
+    let offline = run(&["replay", "--quiet", demo[0].to_str().unwrap()], LIMIT);
+    let per_copy = stats(&records(&offline))["nightjar"]["stats"]["packets"]
+        .as_f64()
+        .unwrap();
+
+    let mut d = Daemon::start(&ns, &cfg);
+    wait_child(ns.replay(&demo, &["--topspeed"]));
+    // Every flow of the first copy is written before the inventory changes.
+    all_written(&ns, per_copy);
+    write_inventory(&inv, "ipad-after");
+    d.signal("HUP");
+    d.wait_for("SIGHUP: inputs reloaded");
+    wait_child(ns.replay(&demo, &["--topspeed"]));
+    all_written(&ns, 2.0 * per_copy);
+
+    // A file that does not load keeps the previous inventory, says so once, counts it.
+    std::fs::write(&inv, "{\"devices\": [").unwrap();
+    d.signal("HUP");
+    d.wait_for("keeping the previous inventory");
+    let m = metrics_when(
+        &ns,
+        "nightjar_reload_failures_total{file=\"mdm.inventory\"}",
+        1.0,
+    );
+    assert_eq!(
+        m["nightjar_reload_failures_total{file=\"mdm.inventory\"}"],
+        1.0
+    );
+    assert_eq!(m["nightjar_reloads_total"], 2.0);
+    wait_child(ns.replay(&demo, &["--topspeed"]));
+    all_written(&ns, 3.0 * per_copy);
+
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log:?}");
+    let failures: Vec<&String> = log.iter().filter(|l| l.contains("mdm.inventory")).collect();
+    assert_eq!(failures.len(), 1, "{log:?}");
+    // Flows written before the reload carry the old identity, every later one the new.
+    let recs = read_records(&ns.out());
+    let ids = demo_client_devices(&recs);
+    let before = ids.iter().take_while(|i| *i == "ipad-before").count();
+    assert!(before >= 1, "{ids:?}");
+    assert!(ids.len() >= before + 2, "{ids:?}");
+    assert!(ids[before..].iter().all(|i| i == "ipad-after"), "{ids:?}");
+    // Coverage is written every second while running (the copies were seconds
+    // apart), not only at shutdown: some comes before the last flow record.
+    let last_flow = recs
+        .iter()
+        .rposition(|r| dataset(r) == "nightjar.flow")
+        .unwrap();
+    assert!(
+        recs[..last_flow]
+            .iter()
+            .any(|r| dataset(r) == "nightjar.coverage" && r["device"]["id"] == "ipad-before"),
+        "no periodic coverage record"
+    );
+}
+
+/// Answers one request of a Jamf Pro API: the token endpoint, and one page of
+/// `/api/v2/mobile-devices/detail` holding `device`.
+fn jamf_answer(stream: std::net::TcpStream, device: &Value) {
+    use std::io::{Read, Write};
+    let mut r = BufReader::new(stream);
+    let mut head = String::new();
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if head.is_empty() {
+            head = line;
+        }
+    }
+    let mut body = vec![0; len];
+    let _ = r.read_exact(&mut body);
+    let target = head.split_whitespace().nth(1).unwrap_or("");
+    let (status, reply) = if target == "/api/oauth/token" {
+        (
+            "200 OK",
+            serde_json::json!({"access_token": "t1", "token_type": "Bearer", "expires_in": 1199}),
+        )
+    } else if target.starts_with("/api/v2/mobile-devices/detail?") {
+        let results = if target.contains("page=0&") || target.ends_with("page=0") {
+            vec![device.clone()]
+        } else {
+            Vec::new()
+        };
+        (
+            "200 OK",
+            serde_json::json!({"totalCount": 1, "results": results}),
+        )
+    } else {
+        ("404 Not Found", serde_json::json!({"httpStatus": 404}))
+    };
+    let text = reply.to_string();
+    let mut s = r.into_inner();
+    let _ = write!(
+        s,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+}
+
+/// Serves a Jamf Pro API on 127.0.0.1 inside network namespace `ns` (where the
+/// daemon runs); returns its port. The thread lives as long as the test process.
+fn jamf_in_namespace(ns: &str, device: Value) -> u16 {
+    use std::os::fd::AsRawFd;
+    let (tx, rx) = mpsc::channel();
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).expect("open the namespace");
+        // SAFETY: setns with a valid descriptor of a network namespace changes the
+        // namespace of this thread only; no memory is shared with the call.
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}");
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        tx.send(l.local_addr().unwrap().port()).unwrap();
+        for s in l.incoming().map_while(Result::ok) {
+            jamf_answer(s, &device);
+        }
+    });
+    rx.recv_timeout(LIMIT).expect("the Jamf server starts")
+}
+
+#[test]
+fn jamf_poller_feeds_the_inventory_used_on_flows() {
+    let test = "jamf_poller_feeds_the_inventory_used_on_flows";
+    if !can_run(test) {
+        return;
+    }
+    let ns = Netns::new("j");
+    let udid = "00008110-000A1B2C3D4E5F60";
+    let device = serde_json::json!({
+        "mobileDeviceId": "7",
+        "deviceType": "iOS",
+        "general": {"udid": udid, "displayName": "Lab iPad", "osVersion": "17.4.1",
+                    "supervised": true, "managed": true, "deviceOwnershipType": "Institutional"},
+        "hardware": {"serialNumber": "DMPXK0AAPL07", "wifiMacAddress": DEMO_MAC,
+                     "model": "iPad Air", "modelIdentifier": "iPad13,16"},
+        "applications": [{"identifier": "com.example.chat", "name": "Chat", "version": "420",
+                          "shortVersion": "4.2", "managementStatus": "Managed"}]
+    });
+    let port = jamf_in_namespace(&ns.rx_ns, device);
+    let secret = ns.dir.join("jamf-secret");
+    std::fs::write(&secret, "jamf-secret\n").unwrap();
+    let cfg = ns.config(2, LONG_TIMEOUTS);
+    append(
+        &cfg,
+        &format!(
+            "[mdm.jamf]\nurl = \"http://127.0.0.1:{port}\"\nclient_id = \"nj-client\"\n\
+             client_secret_file = \"{}\"\npoll_interval = \"1h\"\n",
+            secret.display()
+        ),
+    );
+    let d = Daemon::start(&ns, &cfg);
+    // The first pull happens at start; its inventory reaches the correlator.
+    let m = metrics_when(
+        &ns,
+        "nightjar_mdm_polls_total{adapter=\"jamf\",result=\"success\"}",
+        1.0,
+    );
+    let m = if m.get("nightjar_inventory_devices").copied() == Some(1.0) {
+        m
+    } else {
+        metrics_when(&ns, "nightjar_inventory_devices", 1.0)
+    };
+    assert_eq!(
+        m["nightjar_mdm_polls_total{adapter=\"jamf\",result=\"failure\"}"],
+        0.0
+    );
+    assert!(m.contains_key("nightjar_mdm_inventory_age_seconds{adapter=\"jamf\"}"));
+    assert_eq!(demo_devices_after_replay(&ns, d), [udid]);
+    // The last good inventory is kept for the next start.
+    let saved = std::fs::read_to_string(ns.dir.join("state/mdm-jamf-inventory.json")).unwrap();
+    assert!(saved.contains(udid), "{saved}");
+}
+
+/// Records of `dataset`, each as its JSON text, sorted.
+fn of_dataset(recs: &[Value], dataset_name: &str) -> Vec<String> {
+    let mut v: Vec<String> = recs
+        .iter()
+        .filter(|r| dataset(r) == dataset_name)
+        .map(Value::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn an1717_alerts_live_equal_the_replay_of_what_was_captured() {
+    let test = "an1717_alerts_live_equal_the_replay_of_what_was_captured";
+    if !can_run(test) {
+        return;
+    }
+    if Command::new("tcpdump")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        if std::env::var("NIGHTJAR_LIVE_TESTS").as_deref() == Ok("require") {
+            panic!("{test}: tcpdump is not installed (NIGHTJAR_LIVE_TESTS=require)");
+        }
+        return eprintln!("SKIPPED {test}: tcpdump is not installed");
+    }
+    let ns = Netns::new("a");
+    let demo = repo().join("config/demo");
+    let cfg = ns.config(2, LONG_TIMEOUTS);
+    append(
+        &cfg,
+        &format!(
+            "[mdm]\ninventory = \"{0}/inventory.json\"\nevents = \"{0}/events.ndjson\"\n\
+             catalog = \"{0}/catalog.json\"\n",
+            demo.display()
+        ),
+    );
+    let pcap = repo().join("pcaps/demo-an1717.pcap");
+    let d = Daemon::start(&ns, &cfg);
+    // What reached the interface, with the kernel's timestamps, for the replay.
+    let recorded = ns.dir.join("recorded.pcap");
+    let mut tcpdump = Command::new("ip")
+        .args(["netns", "exec", &ns.rx_ns, "tcpdump", "-n"])
+        .args(["--time-stamp-precision=nano", "-i", &ns.rx_if, "-w"])
+        .arg(&recorded)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tcpdump");
+    let mut err = BufReader::new(tcpdump.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "tcpdump did not start"
+        );
+    }
+    wait_child(ns.replay(std::slice::from_ref(&pcap), &["--topspeed"]));
+    let offline = run(&["replay", "--quiet", pcap.to_str().unwrap()], LIMIT);
+    let want = stats(&records(&offline))["nightjar"]["stats"]["packets"]
+        .as_f64()
+        .unwrap();
+    let iface = format!("{{interface=\"{}\"}}", ns.rx_if);
+    metrics_when(&ns, &format!("nightjar_packets_total{iface}"), want);
+    sh(&["kill", "-INT", &tcpdump.id().to_string()]);
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+    assert!(tcpdump.wait().unwrap().success(), "tcpdump: {rest}");
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log:?}");
+    let live = read_records(&ns.out());
+
+    // Replay takes the events and catalog as flags (the config's are the daemon's).
+    let file = |name: &str| demo.join(name).to_str().unwrap().to_string();
+    let replayed = run(
+        &[
+            "replay",
+            "--quiet",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--events",
+            &file("events.ndjson"),
+            "--catalog",
+            &file("catalog.json"),
+            recorded.to_str().unwrap(),
+        ],
+        LIMIT,
+    );
+    assert!(replayed.status.success());
+    let replayed = records(&replayed);
+    assert_eq!(
+        stats(&replayed)["nightjar"]["stats"]["packets"].as_f64(),
+        Some(want),
+        "tcpdump missed packets"
+    );
+    let alerts = of_dataset(&live, "nightjar.alert");
+    assert!(!alerts.is_empty(), "no alert from the live daemon");
+    for ds in ["nightjar.alert", "nightjar.coverage", "nightjar.governance"] {
+        assert_eq!(
+            of_dataset(&live, ds),
+            of_dataset(&replayed, ds),
+            "{ds}: live differs from the replay of the same packets"
+        );
+    }
+    assert_eq!(
+        stats(&live)["nightjar"]["stats"]["records"]["alert"].as_u64(),
+        Some(alerts.len() as u64)
+    );
+    // The baselines learnt are kept for the next start.
+    assert!(ns.dir.join("state/baselines.json").exists());
+}
+
+#[test]
+fn identity_socket_lines_name_the_device() {
+    let test = "identity_socket_lines_name_the_device";
+    if !can_run(test) {
+        return;
+    }
+    let ns = Netns::new("s");
+    let sock = ns.dir.join("identity.sock");
+    let cfg = ns.config(1, LONG_TIMEOUTS);
+    append(
+        &cfg,
+        &format!("[identity]\nsocket = \"{}\"\n", sock.display()),
+    );
+    let d = Daemon::start(&ns, &cfg);
+    // A VPN hook says who holds the demo client's address from a minute ago on.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let ts = nightjar::mdm::format_rfc3339(now - 60_000_000_000);
+    let line = serde_json::json!({"ts": ts, "ip": "10.15.33.65", "device_id": "vpn-ipad-9",
+                                  "user": "alice", "source": "strongswan"});
+    {
+        use std::io::Write;
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).expect("the identity socket");
+        writeln!(s, "{line}").unwrap();
+        writeln!(s, "not a feed line").unwrap();
+    }
+    let m = metrics_when(
+        &ns,
+        "nightjar_identity_socket_lines_total{result=\"bad\"}",
+        1.0,
+    );
+    assert_eq!(
+        m["nightjar_identity_socket_lines_total{result=\"accepted\"}"],
+        1.0
+    );
+    assert_eq!(demo_devices_after_replay(&ns, d), ["vpn-ipad-9"]);
+    assert!(!sock.exists(), "the socket file is removed at stop");
+}
+
+#[test]
+fn micromdm_webhooks_feed_the_inventory_used_on_flows() {
+    let test = "micromdm_webhooks_feed_the_inventory_used_on_flows";
+    if !can_run(test) {
+        return;
+    }
+    let ns = Netns::new("w");
+    let secret = ns.dir.join("webhook-secret");
+    std::fs::write(&secret, "hook-secret\n").unwrap();
+    let cfg = ns.config(1, LONG_TIMEOUTS);
+    append(
+        &cfg,
+        &format!(
+            "[mdm.webhook]\nlisten = \"127.0.0.1:9465\"\nsecret_file = \"{}\"\nmicromdm = true\n",
+            secret.display()
+        ),
+    );
+    let d = Daemon::start(&ns, &cfg);
+    let udid = "00008030-001A2B3C4D5E6F70";
+    let info = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><plist version=\"1.0\"><dict>\
+         <key>CommandUUID</key><string>c1</string><key>QueryResponses</key><dict>\
+         <key>SerialNumber</key><string>F2LXK0AAPLJM</string>\
+         <key>WiFiMAC</key><string>{DEMO_MAC}</string></dict>\
+         <key>Status</key><string>Acknowledged</string><key>UDID</key><string>{udid}</string>\
+         </dict></plist>"
+    );
+    let body = nightjar::mdm::adapter::micromdm::envelope("mdm.Connect", udid, &info);
+    // A wrong secret is refused; the right one accepted.
+    for (auth, want) in [("Bearer nope", "401"), ("Bearer hook-secret", "202")] {
+        let req = format!(
+            "POST /webhook/nanomdm HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let file = ns.dir.join("request");
+        std::fs::write(&file, req).unwrap();
+        let script = format!(
+            "exec 3<>/dev/tcp/127.0.0.1/9465 && cat {} >&3 && cat <&3",
+            file.display()
+        );
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns.rx_ns, "bash", "-c", &script])
+            .output()
+            .expect("run bash");
+        let answer = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(answer.starts_with(&format!("HTTP/1.1 {want}")), "{answer}");
+    }
+    let m = metrics_when(&ns, "nightjar_inventory_devices", 1.0);
+    assert_eq!(
+        m["nightjar_mdm_webhooks_total{adapter=\"webhook\",result=\"unauthorized\"}"],
+        1.0
+    );
+    assert_eq!(
+        m["nightjar_mdm_webhooks_total{adapter=\"webhook\",result=\"accepted\"}"],
+        1.0
+    );
+    assert_eq!(demo_devices_after_replay(&ns, d), [udid]);
+}

@@ -6,15 +6,25 @@
 //! only when the code under test breaks one of its documented invariants.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use nightjar::capture::{CaptureReader, LinkType};
 use nightjar::config::Config;
+use nightjar::correlate::baseline::Baselines;
 use nightjar::correlate::FlowContext;
+use nightjar::decode::SUPPORTED_LINK_TYPES;
 use nightjar::flow::reassembly::{tcp_clip, StreamReassembler};
 use nightjar::flow::{FlowConfig, Shard};
+use nightjar::mdm::adapter::http::parse_token;
+use nightjar::mdm::adapter::state::{cursor_json, parse_cursor};
+use nightjar::mdm::adapter::webhook::{Receiver, Routes, WebhookOptions};
+use nightjar::mdm::adapter::{
+    build_inventory, intune, jamf, micromdm, AdapterStats, InventoryTracker, Secret,
+};
 use nightjar::mdm::{
-    import_privacy_report, parse_inventory, parse_plist, read_events, CatalogBuilder,
-    CatalogFormat, PrivacyReportOptions,
+    format_rfc3339, import_privacy_report, inventory_to_json, parse_inventory, parse_plist,
+    read_events, CatalogBuilder, CatalogFormat, Device, InstalledApp, Inventory,
+    PrivacyReportOptions,
 };
 use nightjar::observation::{Observation, Termination};
 use nightjar::output::records::{dns_record, flow_record};
@@ -24,36 +34,22 @@ use nightjar::proto::tls::{
     scan_server_records, Scan,
 };
 
-/// Every link type the decoder knows, plus one it does not; the first input
-/// byte of the `decode` target picks one.
-pub const LINK_TYPES: [LinkType; 14] = [
-    LinkType::NULL,
-    LinkType::ETHERNET,
-    LinkType::PPP,
-    LinkType::RAW_DLT12,
-    LinkType::PPP_HDLC,
-    LinkType::RAW,
-    LinkType::LOOP,
-    LinkType::LINUX_SLL,
-    LinkType::IPV4,
-    LinkType::IPV6,
-    LinkType::NFLOG,
-    LinkType::PKTAP,
-    LinkType::LINUX_SLL2,
-    LinkType(0xffff),
-];
-
 /// Frames read from one input by the `capture` and `pipeline` targets: a
 /// hostile file of tiny records must not make one run take seconds.
 pub const MAX_FUZZ_FRAMES: usize = 4096;
 
-/// `decode`: byte 0 picks the link type (modulo [`LINK_TYPES`]), the rest is
+/// `decode`: byte 0 picks the link type (modulo one more than
+/// [`SUPPORTED_LINK_TYPES`]: the last pick is a link type the decoder does not know), the rest is
 /// the frame. Decoding never panics and whatever it returns lies inside the frame.
 pub fn decode(data: &[u8]) {
     let Some((&lt, frame)) = data.split_first() else {
         return;
     };
-    let linktype = LINK_TYPES[usize::from(lt) % LINK_TYPES.len()];
+    let pick = usize::from(lt) % (SUPPORTED_LINK_TYPES.len() + 1);
+    let linktype = SUPPORTED_LINK_TYPES
+        .get(pick)
+        .copied()
+        .unwrap_or(LinkType(0xffff));
     if let Ok(pkt) = nightjar::decode::decode(linktype, frame) {
         let _ = format!("{pkt:?}");
     }
@@ -373,8 +369,11 @@ fn records(obs: &mut Vec<Observation>) {
             Observation::Dns(d) => dns_record(d),
             Observation::Dhcp(_) | Observation::Identity(_) => continue,
         };
-        let line = serde_json::to_string(&v).expect("record serializes");
-        assert!(!line.contains('\n'), "a record is one line");
+        let mut line = Vec::new();
+        v.write_json(&mut line);
+        assert!(!line.contains(&b'\n'), "a record is one line");
+        let parsed: serde_json::Value = serde_json::from_slice(&line).expect("record is JSON");
+        assert_eq!(parsed, v.to_value(), "the written record is the record");
     }
 }
 
@@ -431,5 +430,283 @@ pub fn config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Ok(cfg) = Config::parse(&text, "fuzz.toml") {
         let _ = nightjar::pipeline::check::check(&cfg);
+    }
+}
+
+/// Arrival time given to webhooks and pulls (2024-05-01T08:00:00Z, whole seconds so the
+/// RFC 3339 cursor round-trips exactly).
+pub const FUZZ_NOW_NS: u64 = 1_714_550_400_000_000_000;
+
+/// Checks that an inventory built from vendor data survives what the daemon does with
+/// it: persisted as the last good inventory (`inventory_to_json`) it loads back after a
+/// restart unchanged (same fingerprint), and its cursor file gives back the pull time.
+fn survives_restart(inv: &Inventory) {
+    let saved = inventory_to_json(inv);
+    let back = parse_inventory(&saved, "state")
+        .unwrap_or_else(|e| panic!("a saved inventory does not load back: {e}\n{saved}"));
+    assert!(
+        back.fingerprint() == inv.fingerprint(),
+        "the inventory changed across a restart"
+    );
+    assert_eq!(
+        parse_cursor(&cursor_json(inv, FUZZ_NOW_NS)),
+        Some(FUZZ_NOW_NS)
+    );
+}
+
+/// `mdm_api`: byte 0 picks the response parser: OAuth token (Jamf Pro and Entra ID),
+/// Jamf Pro `mobile-devices/detail` page, Graph `managedDevices` page, Graph
+/// `detectedApps` page; the rest is the response body. The devices that map are built
+/// into an inventory, which must never fail (vendor mistakes are skipped and counted)
+/// and must survive a restart.
+pub fn mdm_api(data: &[u8]) {
+    let Some((&which, body)) = data.split_first() else {
+        return;
+    };
+    let stats = AdapterStats::default();
+    let entries: Vec<(Device, Vec<InstalledApp>)> = match which % 4 {
+        0 => {
+            if let Ok((token, secs)) = parse_token(body) {
+                assert!(!token.expose().is_empty());
+                assert!(secs <= 86_400, "token lifetime not capped");
+                assert_eq!(
+                    format!("{token} {token:?}"),
+                    "[redacted] Secret([redacted])"
+                );
+            }
+            return;
+        }
+        1 => match jamf::parse_detail_page(body, &stats) {
+            Ok(p) => {
+                assert!(p.devices.len() as u64 <= p.results);
+                p.devices
+            }
+            Err(_) => return,
+        },
+        2 => match intune::parse_devices_page(body, &stats) {
+            Ok(p) => {
+                if let Some(next) = &p.next_link {
+                    let inside = intune::link_inside("https://graph.microsoft.com", next);
+                    assert!(!inside || next.starts_with("https://graph.microsoft.com/"));
+                }
+                p.items
+                    .into_iter()
+                    .map(|(d, graph_id)| {
+                        // The Graph id goes into a URL path: nothing but [A-Za-z0-9-].
+                        assert!(graph_id
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+                        (d, Vec::new())
+                    })
+                    .collect()
+            }
+            Err(_) => return,
+        },
+        _ => match intune::parse_apps_page(body, "fuzz-device", &stats) {
+            Ok(p) => vec![(Device::with_id("fuzz-device"), p.items)],
+            Err(_) => return,
+        },
+    };
+    let inv = build_inventory(entries, "fuzz", &stats)
+        .unwrap_or_else(|e| panic!("vendor data failed the whole pull: {e}"));
+    survives_restart(&inv);
+}
+
+/// `mdm_webhook`: byte 0 picks the webhook body: Jamf Pro JSON, MicroMDM/NanoMDM JSON
+/// envelope, or the plist a device answered (wrapped in an `mdm.Connect` envelope, so
+/// the fuzzer works on the plist directly). A Jamf event must read back as an events
+/// line; a MicroMDM answer is applied to an empty inventory twice (the second time
+/// changes nothing) and the result must survive a restart.
+pub fn mdm_webhook(data: &[u8]) {
+    let Some((&which, body)) = data.split_first() else {
+        return;
+    };
+    match which % 3 {
+        0 => {
+            let Ok(Some(hook)) = jamf::parse_webhook(body, FUZZ_NOW_NS) else {
+                return;
+            };
+            if let Some(id) = &hook.jamf_id {
+                assert!(!id.is_empty());
+            }
+            if let Some(e) = hook.event {
+                let line = e.to_json_line();
+                let back =
+                    read_events(Cursor::new(line.as_bytes()), "fuzz").unwrap_or_else(|err| {
+                        panic!("a reported event does not read back: {err}\n{line}")
+                    });
+                assert_eq!(back.len(), 1);
+            }
+        }
+        1 => micromdm_apply(body),
+        _ => micromdm_apply(micromdm::envelope("mdm.Connect", "U1", body).as_bytes()),
+    }
+}
+
+fn micromdm_apply(body: &[u8]) {
+    let Ok(Some(hook)) = micromdm::parse_webhook(body) else {
+        return;
+    };
+    let stats = Arc::new(AdapterStats::default());
+    let tracker = InventoryTracker::open(micromdm::NAME, None, Arc::clone(&stats));
+    let mut m = micromdm::MicroMdm::new(tracker, stats);
+    m.apply(hook.clone(), FUZZ_NOW_NS)
+        .unwrap_or_else(|e| panic!("a webhook failed the inventory: {e}"));
+    let again = m
+        .apply(hook, FUZZ_NOW_NS + 1)
+        .unwrap_or_else(|e| panic!("a webhook failed the inventory: {e}"));
+    assert!(again.is_empty(), "the same answer twice derived {again:?}");
+    survives_restart(&m.current());
+}
+
+/// `state`: byte 0 picks the state file: last good inventory, poll cursor, detection
+/// baselines; the rest is the file as found after a restart. What loads must save and
+/// load again: an inventory unchanged (and applying it again derives nothing), the
+/// baselines after the updates a run makes (insert, remember, merge).
+pub fn state(data: &[u8]) {
+    let Some((&which, body)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(body);
+    match which % 3 {
+        0 => {
+            let Ok(inv) = parse_inventory(&text, "state") else {
+                return;
+            };
+            survives_restart(&inv);
+            let stats = Arc::new(AdapterStats::default());
+            let mut t = InventoryTracker::open("fuzz", None, stats);
+            assert!(t.apply(inv.clone(), FUZZ_NOW_NS).is_empty(), "a baseline");
+            assert!(t.apply(inv, FUZZ_NOW_NS + 1).is_empty(), "nothing changed");
+        }
+        1 => {
+            if let Some(ns) = parse_cursor(&text) {
+                let _ = format_rfc3339(ns);
+            }
+        }
+        _ => {
+            let Ok(b) = Baselines::from_json(&text, "fuzz") else {
+                return;
+            };
+            for (scope, feats) in &b.scopes {
+                for f in feats.keys() {
+                    if let Some(s) = b.sketch(scope, f, FUZZ_NOW_NS) {
+                        let _ = (s.quantile(0.5), s.percentile(1.0), s.count());
+                    }
+                }
+            }
+            let mut run = b.clone();
+            run.insert(
+                "app:com.example.fuzz",
+                &[("bytes", 1234.0), ("gap", 0.0)],
+                FUZZ_NOW_NS,
+            );
+            let _ = run.remember("com.example.fuzz", "d:example.com", FUZZ_NOW_NS);
+            run.merge(&b);
+            let saved = serde_json::to_string(&run).expect("baselines serialize");
+            if let Err(e) = Baselines::from_json(&saved, "saved") {
+                panic!("baselines saved after a run do not load back: {e}");
+            }
+        }
+    }
+}
+
+/// The secret of the `webhook` target's receiver; the seeds carry it (as Bearer and as
+/// the Basic password).
+pub const WEBHOOK_SECRET: &str = "fuzz-webhook-secret";
+
+/// What one connection to a receiver produced.
+struct Served {
+    stats: nightjar::mdm::adapter::StatsSnapshot,
+    hooks: u64,
+}
+
+thread_local! {
+    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+}
+
+/// Feeds `raw` to a fresh receiver as one connection's bytes (then end of input) and
+/// collects what it counted and queued.
+fn serve_bytes(raw: &[u8], secret: &str, opts: WebhookOptions) -> Served {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    RUNTIME.with(|rt| {
+        rt.block_on(async {
+            let (jamf_tx, mut jamf_rx) = tokio::sync::mpsc::channel(4);
+            let (mdm_tx, mut mdm_rx) = tokio::sync::mpsc::channel(4);
+            let stats = Arc::new(AdapterStats::default());
+            let receiver = Arc::new(Receiver::new(
+                Secret::new(secret.to_string()),
+                opts,
+                Arc::clone(&stats),
+                Routes {
+                    jamf: Some(jamf_tx),
+                    micromdm: Some(mdm_tx),
+                },
+            ));
+            let (client, server) = tokio::io::duplex(64 * 1024);
+            let conn = tokio::spawn(receiver.serve_connection(server));
+            let (mut rd, mut wr) = tokio::io::split(client);
+            let write = async {
+                let _ = wr.write_all(raw).await;
+                let _ = wr.shutdown().await;
+            };
+            let mut answer = Vec::new();
+            let read = rd.read_to_end(&mut answer);
+            let _ = tokio::join!(write, read);
+            let _ = conn.await;
+            let mut hooks = 0;
+            while jamf_rx.try_recv().is_ok() {
+                hooks += 1;
+            }
+            while mdm_rx.try_recv().is_ok() {
+                hooks += 1;
+            }
+            Served {
+                stats: stats.snapshot(0),
+                hooks,
+            }
+        })
+    })
+}
+
+/// `webhook`: byte 0 picks the receiver's bounds (bit 0: a 256-byte body limit, bit 1:
+/// a burst of 2 requests); the rest is what a client sends on one connection (HTTP/1.1
+/// requests, pipelined or cut short). Every accepted webhook is queued, and a receiver
+/// whose secret appears nowhere in the input accepts nothing: whatever got past the
+/// credentials check once is sent again to one with another secret.
+pub fn webhook(data: &[u8]) {
+    let Some((&flags, raw)) = data.split_first() else {
+        return;
+    };
+    let opts = WebhookOptions {
+        max_body: if flags & 1 == 1 { 256 } else { 64 * 1024 },
+        rate_per_sec: 0,
+        burst: if flags & 2 == 2 { 2 } else { 1000 },
+    };
+    let served = serve_bytes(raw, WEBHOOK_SECRET, opts.clone());
+    assert_eq!(
+        served.stats.webhooks_accepted, served.hooks,
+        "accepted webhooks and queued ones differ"
+    );
+    let s = &served.stats;
+    let got_in = s.webhooks_accepted
+        + s.webhooks_ignored
+        + s.webhooks_malformed
+        + s.webhooks_too_large
+        + s.webhooks_queue_full;
+    if got_in > 0 {
+        let other = serve_bytes(raw, "another-secret-in-no-input", opts).stats;
+        assert_eq!(
+            other.webhooks_accepted
+                + other.webhooks_ignored
+                + other.webhooks_malformed
+                + other.webhooks_too_large
+                + other.webhooks_queue_full,
+            0,
+            "a request got past the credentials check without the secret"
+        );
     }
 }

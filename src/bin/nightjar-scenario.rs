@@ -3,7 +3,7 @@
 //! `truth.json` (which app made each flow, which background episodes are malicious).
 //!
 //! Usage: `nightjar-scenario --out DIR [--seed N] [--day N] [--devices N] [--hours N]
-//! [--malicious] [--name BASENAME]`
+//! [--malicious] [--malicious-share F] [--name BASENAME]`
 
 use anyhow::{bail, Context, Result};
 use nightjar::scenario::{generate, ScenarioConfig};
@@ -25,6 +25,7 @@ fn main() -> Result<()> {
             "--reported-share" => cfg.reported_share = val("--reported-share")?.parse()?,
             "--name" => name = val("--name")?,
             "--malicious" => cfg.malicious = true,
+            "--malicious-share" => cfg.malicious_share = val("--malicious-share")?.parse()?,
             other => bail!("unknown argument {other:?}"),
         }
     }

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use self::input::Input;
-pub use self::time::{Rfc3339, Timestamp};
+pub use self::time::{civil_from_days, Rfc3339, Timestamp};
 
 /// Size of the read buffer allocated when a reader is created: holds many typical
 /// frames per `read` call so reads stay large and cheap.

@@ -256,10 +256,30 @@ impl NgState {
         self.interfaces.push(iface);
     }
 
+    /// An Enhanced Packet Block: a 32-bit interface id, then the timestamp and lengths.
     fn enhanced(&self, body: &[u8], stats: &mut CaptureStats) -> Option<Packet> {
+        let interface = self.endian.u32_at(body, 0);
+        self.timestamped(interface, body, stats)
+    }
+
+    /// The obsolete Packet Block: a 16-bit interface id and a drops count, then the same
+    /// layout as an Enhanced Packet Block.
+    fn obsolete(&self, body: &[u8], stats: &mut CaptureStats) -> Option<Packet> {
+        let interface = self.endian.u16_at(body, 0).map(u32::from);
+        self.timestamped(interface, body, stats)
+    }
+
+    /// The part both packet blocks share: timestamp high/low, captured and original
+    /// length at bytes 4..20, the packet from byte 20.
+    fn timestamped(
+        &self,
+        interface: Option<u32>,
+        body: &[u8],
+        stats: &mut CaptureStats,
+    ) -> Option<Packet> {
         let e = self.endian;
         let fields = (
-            e.u32_at(body, 0),
+            interface,
             e.u32_at(body, 4),
             e.u32_at(body, 8),
             e.u32_at(body, 12),
@@ -296,28 +316,6 @@ impl NgState {
             ts: None,
             data_start: 4,
             caplen,
-            orig_len,
-        })
-    }
-
-    fn obsolete(&self, body: &[u8], stats: &mut CaptureStats) -> Option<Packet> {
-        let e = self.endian;
-        let fields = (
-            e.u16_at(body, 0),
-            e.u32_at(body, 4),
-            e.u32_at(body, 8),
-            e.u32_at(body, 12),
-            e.u32_at(body, 16),
-        );
-        let (Some(interface), Some(high), Some(low), Some(caplen), Some(orig_len)) = fields else {
-            stats.malformed_blocks += 1;
-            return None;
-        };
-        Some(Packet {
-            interface: u32::from(interface),
-            ts: Some((high, low)),
-            data_start: 20,
-            caplen: clamp_caplen(caplen, body.len().saturating_sub(20), stats),
             orig_len,
         })
     }

@@ -3,132 +3,112 @@
 
 use super::*;
 
+/// Appends integers to a test file in one byte order.
+struct Writer {
+    big: bool,
+    out: Vec<u8>,
+}
+
+impl Writer {
+    fn new(big: bool) -> Self {
+        Writer {
+            big,
+            out: Vec::new(),
+        }
+    }
+    fn u16(&mut self, v: u16) -> &mut Self {
+        let b = if self.big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        self.out.extend(b);
+        self
+    }
+    fn u32(&mut self, v: u32) -> &mut Self {
+        let b = if self.big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        self.out.extend(b);
+        self
+    }
+    fn i64(&mut self, v: i64) -> &mut Self {
+        let b = if self.big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        self.out.extend(b);
+        self
+    }
+    fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        self.out.extend(b);
+        self
+    }
+}
+
 /// Builds a classic pcap file with the given magic written in the given byte order.
 fn pcap_file(magic: u32, big: bool, linktype: u32, records: &[(u32, u32, &[u8], u32)]) -> Vec<u8> {
-    let w32 = |v: u32| {
-        if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
-    let w16 = |v: u16| {
-        if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
-    let mut f = Vec::new();
-    f.extend(w32(magic));
-    f.extend(w16(2));
-    f.extend(w16(4));
-    f.extend(w32(0));
-    f.extend(w32(0));
-    f.extend(w32(65535));
-    f.extend(w32(linktype));
+    let mut f = Writer::new(big);
+    f.u32(magic)
+        .u16(2)
+        .u16(4)
+        .u32(0)
+        .u32(0)
+        .u32(65535)
+        .u32(linktype);
     for (secs, frac, data, orig) in records {
-        f.extend(w32(*secs));
-        f.extend(w32(*frac));
-        f.extend(w32(data.len() as u32));
-        f.extend(w32(*orig));
+        f.u32(*secs).u32(*frac).u32(data.len() as u32).u32(*orig);
         if magic == 0xa1b2_cd34 {
-            f.extend([0u8; 8]);
+            f.bytes(&[0u8; 8]);
         }
-        f.extend(*data);
+        f.bytes(data);
     }
-    f
+    f.out
 }
 
 /// Builds one pcapng block (type, body padded to 4) in the given byte order.
 fn block(big: bool, block_type: u32, body: &[u8]) -> Vec<u8> {
-    let w32 = |v: u32| {
-        if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
     let padded = body.len().div_ceil(4) * 4;
     let len = (padded + 12) as u32;
-    let mut b = Vec::new();
-    b.extend(w32(block_type));
-    b.extend(w32(len));
-    b.extend(body);
-    b.resize(8 + padded, 0);
-    b.extend(w32(len));
-    b
+    let mut b = Writer::new(big);
+    b.u32(block_type).u32(len).bytes(body);
+    b.out.resize(8 + padded, 0);
+    b.u32(len);
+    b.out
 }
 
 fn shb(big: bool) -> Vec<u8> {
-    let mut body = Vec::new();
-    let w32 = |v: u32| {
-        if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
-    body.extend(w32(0x1a2b_3c4d));
-    body.extend(if big { [0, 1, 0, 0] } else { [1, 0, 0, 0] });
-    body.extend([0xff; 8]);
-    block(big, 0x0a0d_0d0a, &body)
+    let mut body = Writer::new(big);
+    body.u32(0x1a2b_3c4d).u16(1).u16(0).bytes(&[0xff; 8]);
+    block(big, 0x0a0d_0d0a, &body.out)
 }
 
 /// An IDB with optional if_tsresol and if_tsoffset options.
 fn idb(big: bool, linktype: u16, tsresol: Option<u8>, tsoffset: Option<i64>) -> Vec<u8> {
-    let w16 = |v: u16| {
-        if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
-    let w32 = |v: u32| {
-        if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
-    let mut body = Vec::new();
-    body.extend(w16(linktype));
-    body.extend(w16(0));
-    body.extend(w32(262_144));
+    let mut body = Writer::new(big);
+    body.u16(linktype).u16(0).u32(262_144);
     if let Some(r) = tsresol {
-        body.extend(w16(9));
-        body.extend(w16(1));
-        body.extend([r, 0, 0, 0]);
+        body.u16(9).u16(1).bytes(&[r, 0, 0, 0]);
     }
     if let Some(o) = tsoffset {
-        body.extend(w16(14));
-        body.extend(w16(8));
-        body.extend(if big {
-            o.to_be_bytes()
-        } else {
-            o.to_le_bytes()
-        });
+        body.u16(14).u16(8).i64(o);
     }
-    body.extend([0u8; 4]);
-    block(big, 1, &body)
+    body.bytes(&[0u8; 4]);
+    block(big, 1, &body.out)
 }
 
 fn epb(big: bool, iface: u32, units: u64, data: &[u8], orig: u32) -> Vec<u8> {
-    let w32 = |v: u32| {
-        if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
-    let mut body = Vec::new();
-    body.extend(w32(iface));
-    body.extend(w32((units >> 32) as u32));
-    body.extend(w32(units as u32));
-    body.extend(w32(data.len() as u32));
-    body.extend(w32(orig));
-    body.extend(data);
-    block(big, 6, &body)
+    let mut body = Writer::new(big);
+    body.u32(iface)
+        .u32((units >> 32) as u32)
+        .u32(units as u32)
+        .u32(data.len() as u32)
+        .u32(orig)
+        .bytes(data);
+    block(big, 6, &body.out)
 }
 
 /// Frames as owned tuples (ts, linktype, interface, data, orig_len).

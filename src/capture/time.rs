@@ -43,7 +43,41 @@ impl Timestamp {
 
     /// The RFC 3339 text with nanosecond precision, e.g. `2023-01-02T03:04:05.123456789Z`.
     pub fn to_rfc3339(self) -> String {
-        self.rfc3339().to_string()
+        // Written digit by digit: records format several per flow.
+        let secs = self.secs();
+        // u64 seconds / 86 400 always fits an i64, and the year is then 1970 or later.
+        let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+        if year > 9999 {
+            // Outside four digits: the general formatter.
+            return self.rfc3339().to_string();
+        }
+        let rem = secs % 86_400;
+        let mut out = [0u8; 30];
+        let mut put = |at: usize, width: usize, mut v: u64| {
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, year.unsigned_abs());
+        put(5, 2, u64::from(month));
+        put(8, 2, u64::from(day));
+        put(11, 2, rem / 3600);
+        put(14, 2, rem % 3600 / 60);
+        put(17, 2, rem % 60);
+        put(20, 9, u64::from(self.subsec_nanos()));
+        for (i, c) in [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+            (29, b'Z'),
+        ] {
+            out[i] = c;
+        }
+        out.iter().map(|&c| char::from(c)).collect()
     }
 }
 
@@ -54,7 +88,8 @@ pub struct Rfc3339(Timestamp);
 impl fmt::Display for Rfc3339 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.0.secs();
-        let days = secs / 86_400;
+        // u64 seconds / 86 400 always fits an i64.
+        let days = (secs / 86_400) as i64;
         let rem = secs % 86_400;
         let (year, month, day) = civil_from_days(days);
         write!(
@@ -68,15 +103,16 @@ impl fmt::Display for Rfc3339 {
     }
 }
 
-/// Converts a day count since 1970-01-01 into a proleptic Gregorian (year, month, day).
+/// Converts a day count since 1970-01-01 (negative before it) into a proleptic
+/// Gregorian (year, month 1..=12, day 1..=31); shared by every RFC 3339 writer.
 ///
 /// The calendar repeats every 400 years (146 097 days); counting eras from 0000-03-01
 /// puts the leap day at the end of each year, so month lengths follow a fixed pattern.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     // Days from 0000-03-01 to 1970-01-01.
     let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
     let year_of_era =
         (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
@@ -84,8 +120,9 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let mp = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    // By construction day is 1..=31 and month 1..=12.
+    (year, month as u32, day as u32)
 }
 
 #[cfg(test)]
@@ -119,8 +156,10 @@ mod tests {
 
     #[test]
     fn civil_matches_a_day_by_day_walk() {
-        let (mut y, mut m, mut d) = (1970u64, 1u64, 1u64);
-        for days in 0..200_000u64 {
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(-719_468), (0, 3, 1));
+        let (mut y, mut m, mut d) = (1970i64, 1u32, 1u32);
+        for days in 0..200_000i64 {
             assert_eq!(civil_from_days(days), (y, m, d), "day {days}");
             let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
             let len = match m {
@@ -139,6 +178,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_fast_form_is_the_display_form() {
+        let mut t = 0u64;
+        while t < u64::MAX / 3 {
+            let ts = Timestamp(t);
+            assert_eq!(ts.to_rfc3339(), ts.rfc3339().to_string());
+            t = t * 3 + 987_654_321;
+        }
+        let max = Timestamp(u64::MAX);
+        assert_eq!(max.to_rfc3339(), max.rfc3339().to_string());
     }
 
     #[test]

@@ -51,12 +51,84 @@ struct Raw {
     identity: RawIdentity,
     daemon: RawDaemon,
     fleet: crate::fleet::config::RawFleet,
+    detect: RawDetect,
+    evidence: RawEvidence,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDetect {
+    grace: String,
+    burst_gap: String,
+    burst_min_flows: u64,
+    burst_hold: String,
+    episode_idle: String,
+    push_window: String,
+    apns_wake_window: String,
+    window: String,
+    review: String,
+    alert_threshold: u64,
+    new_destination_age: String,
+    recent_change: String,
+    baseline_half_life: String,
+}
+
+impl Default for RawDetect {
+    fn default() -> Self {
+        RawDetect {
+            grace: "30s".into(),
+            burst_gap: "10s".into(),
+            burst_min_flows: 3,
+            burst_hold: "20s".into(),
+            episode_idle: "5m".into(),
+            push_window: "30s".into(),
+            apns_wake_window: "5s".into(),
+            window: "2h".into(),
+            review: "15m".into(),
+            alert_threshold: 50,
+            new_destination_age: "6h".into(),
+            recent_change: "24h".into(),
+            baseline_half_life: "14d".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawEvidence {
+    dir: String,
+    quota_bytes: u64,
+    packets_per_flow: u64,
+    packet_snap: u64,
+    packet_memory_bytes: u64,
+}
+
+impl Default for RawEvidence {
+    fn default() -> Self {
+        RawEvidence {
+            dir: String::new(),
+            quota_bytes: crate::correlate::evidence::DEFAULT_QUOTA_BYTES,
+            packets_per_flow: u64::from(crate::flow::keep::DEFAULT_PACKETS_PER_FLOW),
+            packet_snap: u64::from(crate::flow::keep::DEFAULT_SNAP_BYTES),
+            packet_memory_bytes: crate::flow::keep::DEFAULT_MEMORY_BYTES as u64,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawDaemon {
     user: String,
+    coverage_interval: String,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        RawDaemon {
+            user: String::new(),
+            coverage_interval: "1h".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,6 +285,7 @@ fn default_graph_url() -> String {
 #[serde(deny_unknown_fields, default)]
 struct RawIdentity {
     feed: Option<String>,
+    socket: Option<String>,
     #[serde(rename = "static")]
     statics: Vec<RawStaticIdentity>,
 }
@@ -242,6 +315,8 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     pub mdm: MdmConfig,
     pub identity_feed: Option<PathBuf>,
+    /// `[identity] socket`: the Unix socket `nightjar run` serves for feed lines.
+    pub identity_socket: Option<PathBuf>,
     /// `[identity] static`: address and/or MAC → device id, the least trusted source.
     pub identity_static: Vec<StaticIdentity>,
     /// `[daemon] user`: the account `nightjar run` switches to after opening
@@ -249,6 +324,39 @@ pub struct Config {
     pub daemon_user: Option<String>,
     /// `[fleet]`: role (all, sensor, correlator) and the Kafka cluster.
     pub fleet: crate::fleet::config::FleetConfig,
+    /// `[daemon] coverage_interval`: how often `nightjar run` writes coverage records.
+    pub coverage_interval: Duration,
+    /// `[detect]`: timelines, episodes and AN1717 scoring (the correlator takes it as is).
+    pub detect: crate::correlate::detect::DetectConfig,
+    /// `[evidence]`: evidence bundles and the packets kept for them.
+    pub evidence: EvidenceConfig,
+}
+
+/// `[evidence]`, validated.
+#[derive(Clone, Debug)]
+pub struct EvidenceConfig {
+    /// Where bundles go (`replay --evidence-dir` overrides); `None`: no bundles.
+    pub dir: Option<PathBuf>,
+    /// Disk quota of the evidence directory.
+    pub quota_bytes: u64,
+    /// Bounds of the per-shard packet keepers.
+    pub packets: crate::flow::keep::KeeperConfig,
+}
+
+impl EvidenceConfig {
+    /// What the correlator needs to write bundles into `dir` (or the configured
+    /// directory); `None` when there is neither.
+    pub fn options(
+        &self,
+        dir: Option<PathBuf>,
+    ) -> Option<crate::correlate::evidence::EvidenceOptions> {
+        dir.or_else(|| self.dir.clone())
+            .map(|dir| crate::correlate::evidence::EvidenceOptions {
+                dir,
+                quota_bytes: self.quota_bytes,
+                packets: Some(self.packets),
+            })
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -360,6 +468,22 @@ impl Default for Config {
     }
 }
 
+/// A TOML error as one line: where (line, column) and what, without the offending
+/// text (toml's own rendering quotes the line, which may hold a secret pasted where a
+/// `*_file` key belongs).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message().lines().collect::<Vec<_>>().join(" ");
+    match e.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+            format!("line {line}, column {column}: {what}")
+        }
+        None => what,
+    }
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let p = path.display().to_string();
@@ -373,12 +497,7 @@ impl Config {
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
         let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_string(),
-            message: e
-                .to_string()
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .collect::<Vec<_>>()
-                .join(" "),
+            message: toml_error(text, &e),
         })?;
         Config::from_raw(raw, path)
     }
@@ -549,8 +668,110 @@ impl Config {
 
         let fleet = crate::fleet::config::FleetConfig::from_raw(&raw.fleet)
             .map_err(|(key, m)| invalid(key, m))?;
+        let d = &raw.detect;
+        let detect = {
+            use crate::correlate::detect::DetectConfig;
+            use crate::correlate::timeline::TimelineConfig;
+            let min_flows = usize::try_from(d.burst_min_flows)
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        "detect.burst_min_flows",
+                        format!("{} is out of range 1..=100", d.burst_min_flows),
+                    )
+                })?;
+            let threshold = u8::try_from(d.alert_threshold)
+                .ok()
+                .filter(|t| (1..=100).contains(t))
+                .ok_or_else(|| {
+                    invalid(
+                        "detect.alert_threshold",
+                        format!("{} is out of range 1..=100", d.alert_threshold),
+                    )
+                })?;
+            let window_ns = positive("detect.window", &d.window)?;
+            let episode_idle_ns = positive("detect.episode_idle", &d.episode_idle)?;
+            if episode_idle_ns >= window_ns {
+                return Err(invalid(
+                    "detect.window",
+                    "must be longer than detect.episode_idle".into(),
+                ));
+            }
+            DetectConfig {
+                timeline: TimelineConfig {
+                    grace_ns: positive("detect.grace", &d.grace)?,
+                    fg_burst_gap_ns: positive("detect.burst_gap", &d.burst_gap)?,
+                    fg_min_flows: min_flows,
+                    fg_hold_ns: positive("detect.burst_hold", &d.burst_hold)?,
+                    episode_idle_ns,
+                    push_window_ns: positive("detect.push_window", &d.push_window)?,
+                },
+                apns_wake_ns: positive("detect.apns_wake_window", &d.apns_wake_window)?,
+                window_ns,
+                review_ns: positive("detect.review", &d.review)?,
+                alert_threshold: threshold,
+                new_age_ns: positive("detect.new_destination_age", &d.new_destination_age)?,
+                recent_change_ns: positive("detect.recent_change", &d.recent_change)?,
+                half_life_seconds: positive("detect.baseline_half_life", &d.baseline_half_life)?
+                    / 1_000_000_000,
+                ..DetectConfig::default()
+            }
+        };
+        let e = &raw.evidence;
+        let evidence = {
+            use crate::flow::keep::{KeeperConfig, MAX_MEMORY_BYTES, MIN_MEMORY_BYTES};
+            let packets_per_flow = u16::try_from(e.packets_per_flow)
+                .ok()
+                .filter(|&n| n >= 1)
+                .ok_or_else(|| {
+                    invalid(
+                        "evidence.packets_per_flow",
+                        format!("{} is out of range 1..=65535", e.packets_per_flow),
+                    )
+                })?;
+            let snap_bytes = u16::try_from(e.packet_snap)
+                .ok()
+                .filter(|&n| n >= 64)
+                .ok_or_else(|| {
+                    invalid(
+                        "evidence.packet_snap",
+                        format!("{} is out of range 64..=65535", e.packet_snap),
+                    )
+                })?;
+            let memory_bytes = usize::try_from(e.packet_memory_bytes)
+                .ok()
+                .filter(|m| (MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(m))
+                .ok_or_else(|| {
+                    invalid(
+                        "evidence.packet_memory_bytes",
+                        format!(
+                            "{} is out of range {MIN_MEMORY_BYTES}..={MAX_MEMORY_BYTES}",
+                            e.packet_memory_bytes
+                        ),
+                    )
+                })?;
+            if e.quota_bytes == 0 {
+                return Err(invalid(
+                    "evidence.quota_bytes",
+                    "must be greater than zero".into(),
+                ));
+            }
+            EvidenceConfig {
+                dir: (!e.dir.trim().is_empty()).then(|| PathBuf::from(&e.dir)),
+                quota_bytes: e.quota_bytes,
+                packets: KeeperConfig {
+                    packets_per_flow,
+                    snap_bytes,
+                    memory_bytes,
+                    idle_reset_ns: flow.tcp_timeout_ns,
+                },
+            }
+        };
 
         Ok(Config {
+            detect,
+            evidence,
             capture: CaptureConfig {
                 interfaces: c.interfaces.clone(),
                 workers: c.workers as usize,
@@ -573,12 +794,17 @@ impl Config {
                 webhook,
             },
             identity_feed: opt_path(&raw.identity.feed),
+            identity_socket: opt_path(&raw.identity.socket),
             identity_static,
             daemon_user: {
                 let u = raw.daemon.user.trim();
                 (!u.is_empty()).then(|| u.to_string())
             },
             fleet,
+            coverage_interval: Duration::from_nanos(positive(
+                "daemon.coverage_interval",
+                &raw.daemon.coverage_interval,
+            )?),
         })
     }
 }
@@ -595,6 +821,33 @@ mod tests {
         assert!(c.mdm.jamf.is_some() && c.mdm.intune.is_some());
         assert_eq!(c.identity_static.len(), 2);
         assert!(c.mdm.webhook.is_some_and(|w| w.micromdm));
+        assert_eq!(c.detect.timeline.grace_ns, 30_000_000_000);
+        assert_eq!(c.evidence.packets.packets_per_flow, 64);
+    }
+
+    #[test]
+    fn detect_keys_reach_the_detector_config() {
+        let c = Config::parse(
+            "[detect]\ngrace = \"45s\"\nepisode_idle = \"2m\"\nalert_threshold = 70\nbaseline_half_life = \"7d\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.detect.timeline.grace_ns, 45_000_000_000);
+        assert_eq!(c.detect.timeline.episode_idle_ns, 120_000_000_000);
+        assert_eq!(c.detect.alert_threshold, 70);
+        assert_eq!(c.detect.half_life_seconds, 7 * 86_400);
+        let d = Config::default();
+        assert_eq!(
+            d.detect.timeline.grace_ns,
+            crate::correlate::detect::DetectConfig::default()
+                .timeline
+                .grace_ns
+        );
+        assert_eq!(
+            d.detect.window_ns,
+            crate::correlate::detect::DetectConfig::default().window_ns
+        );
+        assert!(d.evidence.dir.is_none());
     }
 
     #[test]
@@ -618,6 +871,13 @@ mod tests {
             ("[mdm.webhook]\nlisten = \"x\"\nsecret_file = \"/f\"", "mdm.webhook.listen"),
             ("[mdm.webhook]\nlisten = \"127.0.0.1:1\"\nsecret_file = \"\"", "mdm.webhook.secret_file"),
             ("[mdm.jamf]\nurl = \"http://example.com\"\nclient_id = \"x\"\nclient_secret_file = \"/f\"", "mdm.jamf.url"),
+            ("[detect]\ngrace = \"0s\"", "detect.grace"),
+            ("[detect]\nalert_threshold = 101", "detect.alert_threshold"),
+            ("[detect]\nwindow = \"1m\"", "detect.window"),
+            ("[detect]\nburst_min_flows = 0", "detect.burst_min_flows"),
+            ("[evidence]\npacket_snap = 10", "evidence.packet_snap"),
+            ("[evidence]\npacket_memory_bytes = 1000", "evidence.packet_memory_bytes"),
+            ("[evidence]\npackets_per_flow = 0", "evidence.packets_per_flow"),
         ] {
             let e = Config::parse(text, "t").unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");

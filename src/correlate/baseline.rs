@@ -321,12 +321,17 @@ impl Baselines {
                 msg: format!("larger than {MAX_BASELINE_FILE_BYTES} bytes"),
             });
         }
-        let b: Baselines = serde_json::from_str(&text).map_err(|e| BaselineError::Invalid {
-            path: p.clone(),
-            msg: e.to_string(),
-        })?;
-        b.validate()
-            .map_err(|msg| BaselineError::Invalid { path: p, msg })?;
+        Baselines::from_json(&text, &p)
+    }
+
+    /// Parses and validates a baseline file's text (`origin` names it in errors).
+    pub fn from_json(text: &str, origin: &str) -> Result<Baselines, BaselineError> {
+        let invalid = |msg: String| BaselineError::Invalid {
+            path: origin.to_string(),
+            msg,
+        };
+        let b: Baselines = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        b.validate().map_err(invalid)?;
         Ok(b)
     }
 

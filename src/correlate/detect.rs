@@ -33,7 +33,7 @@ use super::baseline::Baselines;
 use super::coverage::{AppTally, DeviceTally};
 use super::timeline::{self, AppFlow, Mark, Segment, TimelineConfig};
 use crate::mdm::{AppProfile, Catalog, Confidence, EventKind, Inventory, LifecycleEvent};
-use crate::observation::FlowSummary;
+use crate::observation::{FlowSummary, Termination};
 use crate::output::record::{ts, Record};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -52,6 +52,13 @@ pub const MAX_EVENTS_PER_DEVICE: usize = 1024;
 pub const MAX_TRACKED_DEVICES: usize = 100_000;
 /// Episode alert states kept per device (4096): one per episode in the window.
 pub const MAX_EPISODES_PER_DEVICE: usize = 4096;
+/// Lifecycle events handed over while running (MDM pollers, webhooks, reloads) and not
+/// yet observed: a day of a large fleet's derived events; beyond it the oldest is
+/// dropped (counted in `events_dropped`).
+pub const MAX_PENDING_EVENTS: usize = 1_000_000;
+/// APNs activity times held per device (1024, about a day of pushes and keep-alives);
+/// beyond, the oldest are dropped and counted.
+pub const MAX_APNS_ACTIVITY_PER_DEVICE: usize = 1024;
 /// Flows listed in an alert's `network.community_id` (256).
 pub const MAX_ALERT_FLOWS: usize = 256;
 /// Distinct apps remembered per JA4 to tell a shared TLS stack (16).
@@ -104,6 +111,9 @@ pub struct DetectConfig {
     pub recent_change_ns: u64,
     /// Half-life of the baselines' decay, seconds.
     pub half_life_seconds: u64,
+    /// A new flow of an app starting this soon after activity on the device's APNs
+    /// connection marks an inferred push wake.
+    pub apns_wake_ns: u64,
 }
 
 impl Default for DetectConfig {
@@ -118,6 +128,7 @@ impl Default for DetectConfig {
             new_age_ns: 6 * 3600 * S,
             recent_change_ns: 24 * 3600 * S,
             half_life_seconds: 14 * 86_400,
+            apns_wake_ns: 5 * S,
         }
     }
 }
@@ -135,6 +146,10 @@ pub struct DetectStats {
     pub late_events: u64,
     pub late_events_outside_window: u64,
     pub events_unknown_device: u64,
+    /// APNs activity times seen (connection starts, its first packets with data,
+    /// each record's last packet).
+    pub apns_activity: u64,
+    pub apns_activity_dropped: u64,
 }
 
 /// What the detector needs of one flow record.
@@ -154,6 +169,8 @@ pub struct FlowInput<'a> {
 pub struct HeldFlow {
     pub id: u64,
     pub community_id: String,
+    /// The canonical flow key (to find the flow's kept packets).
+    pub key: crate::flow::FlowKey,
     pub start_ns: u64,
     pub end_ns: u64,
     pub bytes_up: u64,
@@ -198,6 +215,63 @@ struct DeviceState {
     tally: DeviceTally,
     is_device: bool,
     client_ip: Option<String>,
+    /// Activity times on the device's APNs connection(s), oldest first.
+    apns: VecDeque<u64>,
+    /// An APNs connection was seen for the device.
+    apns_seen: bool,
+}
+
+/// True for a flow to Apple's push service (APNs): a `*.push.apple.com` name on port
+/// 5223 or 443, or port 5223 to Apple's 17.0.0.0/8 when the flow has no name.
+pub fn is_apns(domain: Option<&str>, proto: u8, server_ip: std::net::IpAddr, port: u16) -> bool {
+    if proto != 6 || !matches!(port, 5223 | 443) {
+        return false;
+    }
+    match domain {
+        Some(d) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "push.apple.com" || d.ends_with(".push.apple.com")
+        }
+        None => port == 5223 && matches!(server_ip, std::net::IpAddr::V4(v) if v.octets()[0] == 17),
+    }
+}
+
+/// Activity times of an APNs flow record: its start, the packets carrying data
+/// among the first ones (the timing profile), and its last packet.
+fn apns_activity_times(f: &FlowSummary) -> Vec<u64> {
+    let mut out = vec![f.start_ns];
+    let mut t = f.start_ns;
+    for (len, iat) in f.profile.lengths.iter().zip(&f.profile.iat_us) {
+        t = t.saturating_add(iat.saturating_mul(1000));
+        if *len != 0 {
+            out.push(t);
+        }
+    }
+    out.push(f.end_ns);
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Push wakes inferred from APNs activity: an activity time followed within
+/// `window_ns` by the start of one of the app's flows.
+pub fn infer_push_wakes(activity: &[u64], app_flow_starts: &[u64], window_ns: u64) -> Vec<Mark> {
+    let mut starts = app_flow_starts.to_vec();
+    starts.sort_unstable();
+    let mut out: Vec<Mark> = Vec::new();
+    for &t in activity {
+        let i = starts.partition_point(|&s| s <= t);
+        if starts.get(i).is_some_and(|&s| s - t <= window_ns)
+            && out.last().is_none_or(|m| m.ts_ns != t)
+        {
+            out.push(Mark {
+                ts_ns: t,
+                kind: EventKind::PushWake,
+                confidence: Confidence::Inferred,
+            });
+        }
+    }
+    out
 }
 
 /// An alert and what an evidence bundle needs to explain it.
@@ -457,6 +531,51 @@ impl Detector {
         &self.inv
     }
 
+    /// Replaces the inventory (a reload or a new MDM pull); flows already held keep
+    /// the attribution they got.
+    pub fn set_inventory(&mut self, inv: Arc<Inventory>) {
+        self.inv = inv;
+    }
+
+    /// Replaces the app catalog (a reload).
+    pub fn set_catalog(&mut self, cat: Arc<Catalog>) {
+        self.cat = cat;
+    }
+
+    /// Adds lifecycle events learnt while running; each is applied once packet time
+    /// reaches its `observed_ts`, like the events given at the start. Bounded by
+    /// [`MAX_PENDING_EVENTS`] (the oldest pending go first, counted).
+    pub fn add_events(&mut self, events: Vec<LifecycleEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut all: Vec<LifecycleEvent> = self.pending.drain(..).collect();
+        all.extend(events);
+        all.sort_by(|a, b| (a.observed_ts, a.ts, &a.id).cmp(&(b.observed_ts, b.ts, &b.id)));
+        let over = all.len().saturating_sub(MAX_PENDING_EVENTS);
+        self.stats.events_dropped += over as u64;
+        self.pending = all.into_iter().skip(over).collect();
+    }
+
+    /// The `nightjar.coverage` records as they stand (one per device or unidentified
+    /// client), without ending anything: the daemon writes them periodically.
+    pub fn coverage(&self, now_ns: u64) -> Vec<Value> {
+        let mut dks: Vec<&String> = self.devices.keys().collect();
+        dks.sort();
+        dks.into_iter()
+            .map(|dk| {
+                let dev = &self.devices[dk];
+                dev.tally.record(
+                    dk,
+                    dev.is_device,
+                    dev.client_ip.as_deref(),
+                    self.inv.device(dk).is_some(),
+                    now_ns,
+                )
+            })
+            .collect()
+    }
+
     pub fn baselines(&self) -> &Baselines {
         &self.baselines
     }
@@ -537,6 +656,18 @@ impl Detector {
         let held = HeldFlow {
             id: f.id,
             community_id: f.community_id.clone(),
+            key: crate::flow::FlowKey::new(
+                f.client_ip,
+                f.client_port,
+                f.server_ip,
+                f.server_port,
+                f.proto,
+                [
+                    f.vlans.first().copied().unwrap_or(0),
+                    f.vlans.get(1).copied().unwrap_or(0),
+                ],
+            )
+            .0,
             start_ns: f.start_ns,
             end_ns: f.end_ns,
             bytes_up: f.client.ip_bytes,
@@ -569,10 +700,32 @@ impl Detector {
         let client_ip = f.client_ip.to_string();
         let interim = f.interim;
         let mut dropped = 0;
+        let apns = is_apns(input.domain, f.proto, f.server_ip, f.server_port)
+            .then(|| apns_activity_times(f));
         if let Some(dev) =
             Self::device_state(&mut self.devices, &mut self.stats, &device_key, is_device)
         {
             dev.client_ip.get_or_insert(client_ip);
+            if let Some(times) = apns {
+                dev.apns_seen = true;
+                for t in times {
+                    if dev.apns.contains(&t) {
+                        continue;
+                    }
+                    if dev.apns.len() >= MAX_APNS_ACTIVITY_PER_DEVICE {
+                        dev.apns.pop_front();
+                        self.stats.apns_activity_dropped += 1;
+                    }
+                    let at = dev.apns.partition_point(|&x| x < t);
+                    dev.apns.insert(at, t);
+                    self.stats.apns_activity += 1;
+                }
+                // Apps already scored may now be explained by a push: score again.
+                for w in dev.apps.values_mut() {
+                    w.dirty = true;
+                    w.revise = true;
+                }
+            }
             if !interim {
                 dev.tally.add_flow(
                     &held,
@@ -615,7 +768,14 @@ impl Detector {
                 }
             }
         }
-        let alerts = self.advance(f.emitted_ns.max(f.end_ns));
+        // A flow flushed because the input ended or the sensor stopped was emitted at
+        // the stop, which says nothing about traffic after its last packet: it moves
+        // time only to its end (the final scoring is `finish`).
+        let now = match f.termination {
+            Termination::EndOfInput | Termination::Shutdown => f.end_ns,
+            _ => f.emitted_ns.max(f.end_ns),
+        };
+        let alerts = self.advance(now);
         (attribution, alerts)
     }
 
@@ -711,19 +871,7 @@ impl Detector {
         for (dk, app) in keys {
             alerts.extend(self.evaluate(&dk, &app, now_ns, true));
         }
-        let mut records = Vec::new();
-        let mut dks: Vec<&String> = self.devices.keys().collect();
-        dks.sort();
-        for dk in dks {
-            let dev = &self.devices[dk];
-            records.push(dev.tally.record(
-                dk,
-                dev.is_device,
-                dev.client_ip.as_deref(),
-                self.inv.device(dk).is_some(),
-                now_ns,
-            ));
-        }
+        let mut records = self.coverage(now_ns);
         for (app, t) in &self.apps {
             let installed = self
                 .inv
@@ -738,7 +886,8 @@ impl Detector {
     }
 
     fn marks_for(&self, dev: &DeviceState, app: &str) -> Vec<Mark> {
-        dev.events
+        let mut marks: Vec<Mark> = dev
+            .events
             .iter()
             .filter(|e| e.bundle_id.as_deref() == Some(app))
             .map(|e| Mark {
@@ -746,7 +895,18 @@ impl Detector {
                 kind: e.kind,
                 confidence: e.confidence,
             })
-            .collect()
+            .collect();
+        if !dev.apns.is_empty() {
+            let starts: Vec<u64> = dev
+                .flows
+                .iter()
+                .filter(|h| h.app.as_deref() == Some(app))
+                .map(|h| h.start_ns)
+                .collect();
+            let apns: Vec<u64> = dev.apns.iter().copied().collect();
+            marks.extend(infer_push_wakes(&apns, &starts, self.cfg.apns_wake_ns));
+        }
+        marks
     }
 
     fn evaluate(&mut self, dk: &str, app: &str, now_ns: u64, final_: bool) -> Vec<AlertOut> {
@@ -1259,10 +1419,14 @@ impl Detector {
         if !posture.in_catalog {
             gaps.push("posture_unknown");
         }
-        if !marks
-            .iter()
-            .any(|m| m.kind == EventKind::PushWake && m.confidence == Confidence::Reported)
-            && posture.push
+        // Push timing is observed when pushes are reported or the device's APNs
+        // connection was seen (its activity marks inferred push wakes).
+        let apns_seen = self.devices.get(dk).is_some_and(|d| d.apns_seen);
+        if posture.push
+            && !apns_seen
+            && !marks
+                .iter()
+                .any(|m| m.kind == EventKind::PushWake && m.confidence == Confidence::Reported)
         {
             gaps.push("push_timing_unobserved");
         }
@@ -1394,6 +1558,10 @@ impl Detector {
             self.cfg.timeline.grace_ns / S,
         );
         r.put("nightjar.alert.lifecycle.push_wakes", ep.push_wakes);
+        r.put(
+            "nightjar.alert.lifecycle.push_wakes_inferred",
+            ep.push_wakes_inferred,
+        );
         let lo = ep.start_ns.saturating_sub(self.cfg.recent_change_ns);
         let evs: Vec<Value> = events
             .iter()
@@ -1566,6 +1734,36 @@ mod tests {
         let irregular = [0, 5 * S, 200 * S, 210 * S, 900 * S, 901 * S];
         assert!(periodicity(&irregular) < 0.3);
         assert_eq!(periodicity(&[0, S, 2 * S]), 0.0);
+    }
+
+    #[test]
+    fn apns_connections_are_recognised() {
+        let ip: std::net::IpAddr = "17.57.146.20".parse().unwrap();
+        let other: std::net::IpAddr = "203.0.113.5".parse().unwrap();
+        assert!(is_apns(Some("courier.push.apple.com"), 6, other, 5223));
+        assert!(is_apns(Some("17-courier.push.apple.com."), 6, other, 443));
+        assert!(!is_apns(Some("courier.push.apple.com"), 6, other, 80));
+        assert!(!is_apns(Some("push.apple.com.evil.example"), 6, other, 443));
+        assert!(!is_apns(Some("courier.push.apple.com"), 17, other, 443));
+        assert!(is_apns(None, 6, ip, 5223));
+        assert!(!is_apns(None, 6, other, 5223));
+        assert!(!is_apns(None, 6, ip, 443));
+    }
+
+    #[test]
+    fn push_wakes_are_inferred_from_apns_activity_then_an_app_flow() {
+        let activity = [100 * S, 500 * S, 900 * S];
+        // A flow 2 s after the first activity, one 30 s after the second (too late),
+        // none after the third.
+        let starts = [102 * S, 530 * S];
+        let m = infer_push_wakes(&activity, &starts, 5 * S);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].ts_ns, 100 * S);
+        assert_eq!(m[0].kind, EventKind::PushWake);
+        assert_eq!(m[0].confidence, Confidence::Inferred);
+        assert!(infer_push_wakes(&[], &starts, 5 * S).is_empty());
+        // A flow that starts before the activity is no wake.
+        assert!(infer_push_wakes(&[103 * S], &[102 * S], 5 * S).is_empty());
     }
 
     #[test]

@@ -1,27 +1,35 @@
 //! Evidence bundles (`--evidence-dir DIR`): per alert, a folder an analyst opens first.
 //!
 //! `DIR/<alert id>/` holds `alert.json` (the alert record, its latest revision),
-//! `flows.json` (the flow records of the episode's flows, as written), `report.html`
+//! `flows.json` (the flow records of the episode's flows, as written),
+//! `packets.pcap` (the packets still held for the episode's flows by the shards'
+//! packet keepers, [`crate::flow::keep`]: the first `packets_per_flow` packets of each
+//! flow, each cut to `snap_bytes`, while the keeper's ring still holds them), `report.html`
 //! (self-contained: inline CSS and SVG, no script, no external font or image: the
 //! device's timeline with app states and their confidence, lifecycle events, each flow
 //! as a bar sized by bytes up and down, the episode highlighted; the features against
 //! their baselines and the evidence gaps in words) and `manifest.sha256`
 //! (`sha256sum -c` format) over the other files.
 //!
-//! Packets are not included: the flow stage keeps no packets after the handshake, and
-//! keeping a bounded per-flow packet ring is a data-plane change not made yet.
+//! The pcap is classic pcap with nanosecond timestamps and the link type of the
+//! packets; packets of another link type than the first (one alert's flows come from
+//! one capture, so this does not happen in practice) are left out and counted
+//! (`packets_other_linktype`). A revision rewrites the pcap only when it holds at
+//! least as many packets as the one already written (the ring may have moved on).
 //!
 //! Bounds: the whole directory stays under `quota_bytes`; a bundle that would pass it
 //! is not written and counted (`skipped_quota`). Write errors are counted, never fatal.
 
 use super::detect::{AlertOut, HeldFlow};
 use super::timeline::State;
+use crate::flow::keep::{KeeperConfig, KeptPacket, PacketStore};
 use crate::output::record::ts;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Default disk quota of an evidence directory (1 GiB).
 pub const DEFAULT_QUOTA_BYTES: u64 = 1 << 30;
@@ -32,6 +40,9 @@ pub const MAX_REPORT_FLOWS: usize = 400;
 pub struct EvidenceOptions {
     pub dir: PathBuf,
     pub quota_bytes: u64,
+    /// Keep packets for the bundles' pcaps (a keeper per shard with these bounds);
+    /// `None`: bundles hold no packets and the data plane does no extra work.
+    pub packets: Option<KeeperConfig>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -41,11 +52,60 @@ pub struct EvidenceStats {
     pub bytes: u64,
     pub skipped_quota: u64,
     pub write_errors: u64,
+    /// Packets written into bundles' pcaps.
+    pub packets: u64,
+    /// Packets left out of a pcap: another link type than the bundle's first.
+    pub packets_other_linktype: u64,
+    /// The shards' packet keepers (kept, snapped and every drop by reason).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keeper: Option<crate::flow::keep::KeeperStats>,
 }
 
 pub struct EvidenceWriter {
     opts: EvidenceOptions,
+    store: Option<Arc<PacketStore>>,
     pub stats: EvidenceStats,
+}
+
+/// A classic pcap (nanosecond timestamps) of `packets`, all of the first packet's
+/// link type; returns the file and how many packets of another link type were left out.
+pub fn pcap_bytes(packets: &[KeptPacket], snaplen: u32) -> (Vec<u8>, u64) {
+    let linktype = packets.first().map_or(1, |p| p.linktype);
+    let mut out = Vec::with_capacity(24 + packets.iter().map(|p| 16 + p.data.len()).sum::<usize>());
+    out.extend_from_slice(&0xa1b2_3c4du32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&snaplen.to_le_bytes());
+    out.extend_from_slice(&u32::from(linktype).to_le_bytes());
+    let mut other = 0;
+    for p in packets {
+        if p.linktype != linktype {
+            other += 1;
+            continue;
+        }
+        out.extend_from_slice(&((p.ts_ns / 1_000_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&((p.ts_ns % 1_000_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&(p.data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&p.orig_len.max(p.data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&p.data);
+    }
+    (out, other)
+}
+
+/// Packets in a classic pcap written by [`pcap_bytes`] (0 if it is not one).
+fn pcap_count(b: &[u8]) -> usize {
+    let mut at = 24;
+    let mut n = 0;
+    while let Some(h) = b.get(at + 8..at + 12) {
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        at += 16 + len;
+        if at > b.len() {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 fn esc(s: &str) -> String {
@@ -62,9 +122,43 @@ fn hex(b: &[u8]) -> String {
 impl EvidenceWriter {
     pub fn new(opts: EvidenceOptions) -> EvidenceWriter {
         EvidenceWriter {
+            store: opts.packets.map(|c| Arc::new(PacketStore::new(c))),
             opts,
             stats: EvidenceStats::default(),
         }
+    }
+
+    /// The shards' packet store, when packets are kept.
+    pub fn packet_store(&self) -> Option<&Arc<PacketStore>> {
+        self.store.as_ref()
+    }
+
+    /// The counters, with the packet keepers' as they stand.
+    pub fn stats(&self) -> EvidenceStats {
+        let mut s = self.stats.clone();
+        s.keeper = self.store.as_ref().map(|st| st.stats());
+        s
+    }
+
+    /// The pcap of the episode's flows, or `None` when no packets are kept.
+    fn pcap(&mut self, a: &AlertOut, dir: &std::path::Path) -> Option<Vec<u8>> {
+        let store = self.store.as_ref()?;
+        let mut packets = Vec::new();
+        for h in &a.flows {
+            store.collect(&h.key, h.start_ns, h.end_ns, &mut packets);
+        }
+        packets.sort_by_key(|p| p.ts_ns);
+        packets.dedup();
+        let (bytes, other) = pcap_bytes(&packets, u32::from(store.config().snap_bytes));
+        // A revision keeps the earlier pcap when the ring has since let packets go.
+        if let Ok(old) = std::fs::read(dir.join("packets.pcap")) {
+            if pcap_count(&old) > packets.len() - other as usize {
+                return Some(old);
+            }
+        }
+        self.stats.packets_other_linktype += other;
+        self.stats.packets += packets.len() as u64 - other;
+        Some(bytes)
     }
 
     /// Writes (or rewrites, for a revision) the bundle of one alert.
@@ -73,16 +167,21 @@ impl EvidenceWriter {
         let flows: Vec<&Value> = a.flows.iter().filter_map(|h| h.record.as_ref()).collect();
         let flows = serde_json::to_vec_pretty(&flows).unwrap_or_default();
         let html = report_html(a).into_bytes();
-        let mut manifest = String::new();
-        for (name, data) in [
+        let dir = self.opts.dir.join(&a.alert_id);
+        let pcap = self.pcap(a, &dir);
+        let mut files: Vec<(&str, &[u8])> = vec![
             ("alert.json", &alert),
             ("flows.json", &flows),
             ("report.html", &html),
-        ] {
+        ];
+        if let Some(p) = &pcap {
+            files.push(("packets.pcap", p));
+        }
+        let mut manifest = String::new();
+        for (name, data) in &files {
             let _ = writeln!(manifest, "{}  {name}", hex(&Sha256::digest(data)));
         }
-        let total = (alert.len() + flows.len() + html.len() + manifest.len()) as u64;
-        let dir = self.opts.dir.join(&a.alert_id);
+        let total = files.iter().map(|(_, d)| d.len() as u64).sum::<u64>() + manifest.len() as u64;
         let previous: u64 = std::fs::read_dir(&dir)
             .map(|d| {
                 d.flatten()
@@ -96,9 +195,9 @@ impl EvidenceWriter {
             return;
         }
         let res = std::fs::create_dir_all(&dir).and_then(|()| {
-            std::fs::write(dir.join("alert.json"), &alert)?;
-            std::fs::write(dir.join("flows.json"), &flows)?;
-            std::fs::write(dir.join("report.html"), &html)?;
+            for (name, data) in &files {
+                std::fs::write(dir.join(name), data)?;
+            }
             std::fs::write(dir.join("manifest.sha256"), manifest.as_bytes())
         });
         match res {
@@ -340,7 +439,7 @@ pub fn gap_words(code: &str) -> String {
         "encrypted_dns" => "The device uses encrypted DNS: names come from SNI only.".into(),
         "baseline_warming_up" => "Baselines for this app, its category and device groups are still warming up: fixed priors were used.".into(),
         "posture_unknown" => "The app is not in the catalog: its entitlements are unknown.".into(),
-        "push_timing_unobserved" => "Push deliveries are not observable on the APNs connection: push wakes cannot explain or be ruled out.".into(),
+        "push_timing_unobserved" => "The app declares push, but no push wake was reported and no APNs connection of the device was seen: push wakes can neither explain the traffic nor be ruled out.".into(),
         "flows_dropped_from_window" => "The device's window overflowed: older flows were dropped.".into(),
         "payload_encrypted" => "Payloads are encrypted: the content of the transmission is not known, only its shape.".into(),
         other => other.to_string(),

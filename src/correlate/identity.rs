@@ -743,6 +743,12 @@ impl IdentityTable {
         t
     }
 
+    /// Replaces the MDM inventory whose hardware Wi-Fi MACs, UDIDs and serials
+    /// resolve devices (a reload or a new MDM pull); bindings from other sources stay.
+    pub fn set_inventory(&mut self, inventory: Option<Arc<Inventory>>) {
+        self.inventory = inventory;
+    }
+
     /// Applies one feed line.
     pub fn apply_feed(&mut self, e: &FeedEntry) {
         self.counters.feed_lines += 1;

@@ -38,6 +38,11 @@ use std::sync::Arc;
 /// the stats record; flows of further devices are counted in `blind_spots_untracked`.
 pub const MAX_BLIND_SPOT_DEVICES: usize = 65_536;
 
+/// Identity feed lines waiting for packet time to reach their `ts` (a feed file, or
+/// socket lines stamped ahead of the capture clock): a feed file's bound. Beyond it
+/// the earliest line is applied at once rather than dropped.
+pub const MAX_PENDING_FEED: usize = identity::MAX_FEED_FILE_LINES;
+
 #[derive(Default)]
 pub struct CorrelatorOptions {
     /// Write a `nightjar.dns` record per DNS message.
@@ -54,6 +59,20 @@ pub struct CorrelatorOptions {
     pub analysis: Option<AnalysisOptions>,
 }
 
+/// An input replaced or extended while the correlator runs (the daemon's MDM
+/// pollers, webhooks, identity socket and SIGHUP reloads hand these over).
+#[derive(Debug)]
+pub enum Update {
+    /// The merged inventory of every MDM source, replacing the previous one.
+    Inventory(Option<Arc<crate::mdm::Inventory>>),
+    /// A reloaded app catalog.
+    Catalog(Arc<Catalog>),
+    /// New lifecycle events (derived, reported, or added to the events file).
+    Events(Vec<LifecycleEvent>),
+    /// Identity feed lines; applied in time order as packet time reaches their `ts`.
+    Feed(Vec<FeedEntry>),
+}
+
 /// What attribution and detection run with, besides the MDM inputs.
 #[derive(Default)]
 pub struct AnalysisOptions {
@@ -62,24 +81,6 @@ pub struct AnalysisOptions {
     pub detect: detect::DetectConfig,
     /// `--evidence-dir`: write a bundle per alert.
     pub evidence: Option<evidence::EvidenceOptions>,
-}
-
-/// Sets a dotted path inside a JSON object, creating objects on the way.
-fn put_path(v: &mut Value, path: &str, value: Value) {
-    let mut cur = v;
-    let mut parts = path.split('.').peekable();
-    while let Some(p) = parts.next() {
-        let Some(obj) = cur.as_object_mut() else {
-            return;
-        };
-        if parts.peek().is_none() {
-            obj.insert(p.to_string(), value);
-            return;
-        }
-        cur = obj
-            .entry(p.to_string())
-            .or_insert_with(|| Value::Object(serde_json::Map::new()));
-    }
 }
 
 /// What the correlator adds to a flow record.
@@ -117,6 +118,10 @@ pub struct Correlator {
     evidence: Option<evidence::EvidenceWriter>,
     alert_records: u64,
     coverage_records: u64,
+    /// Lifecycle events handed over with [`Update::Events`].
+    events_added: u64,
+    /// The newest observation time seen (packet time of periodic coverage records).
+    last_ts_ns: u64,
 }
 
 impl Correlator {
@@ -140,7 +145,60 @@ impl Correlator {
             evidence: None,
             alert_records: 0,
             coverage_records: 0,
+            events_added: 0,
+            last_ts_ns: 0,
         }
+    }
+
+    /// Applies an [`Update`]: later flows are resolved and attributed with it.
+    pub fn update(&mut self, u: Update) {
+        match u {
+            Update::Inventory(inv) => {
+                self.identity.set_inventory(inv.clone());
+                if let Some(det) = self.detector.as_mut() {
+                    det.set_inventory(inv.clone().unwrap_or_default());
+                }
+                self.opts.inventory = inv;
+            }
+            Update::Catalog(cat) => {
+                if let Some(det) = self.detector.as_mut() {
+                    det.set_catalog(cat.clone());
+                }
+                self.catalog = Some(cat);
+            }
+            Update::Events(events) => {
+                self.events_added += events.len() as u64;
+                if let Some(det) = self.detector.as_mut() {
+                    det.add_events(events);
+                }
+            }
+            Update::Feed(lines) => {
+                for e in lines {
+                    // After the lines of the same time: arrival order is kept.
+                    let at = self.pending_feed.partition_point(|p| p.ts_ns <= e.ts_ns);
+                    self.pending_feed.insert(at, e);
+                    if self.pending_feed.len() > MAX_PENDING_FEED {
+                        // Applied early rather than lost.
+                        if let Some(first) = self.pending_feed.pop_front() {
+                            self.identity.apply_feed(&first);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the `nightjar.coverage` records as they stand (the daemon's periodic
+    /// coverage), stamped with the newest packet time seen. Nothing without detection.
+    pub fn write_coverage(&mut self, sink: &mut Sink) -> Result<(), SinkError> {
+        let Some(det) = self.detector.as_ref() else {
+            return Ok(());
+        };
+        for r in det.coverage(self.last_ts_ns) {
+            self.coverage_records += 1;
+            sink.write(&r)?;
+        }
+        Ok(())
     }
 
     /// Applies the pending feed lines whose time is at or before `ts_ns`.
@@ -180,6 +238,13 @@ impl Correlator {
         self
     }
 
+    /// A packet keeper for one more shard, when evidence bundles keep packets
+    /// (`--evidence-dir`); the pipeline asks once per shard before it starts and,
+    /// given `None`, does no work per packet.
+    pub fn packet_keeper(&self) -> Option<Arc<std::sync::Mutex<crate::flow::keep::PacketKeeper>>> {
+        self.evidence.as_ref()?.packet_store().map(|s| s.attach())
+    }
+
     /// The baselines as they stand (to save after a replay).
     pub fn baselines(&self) -> Option<&baseline::Baselines> {
         self.detector.as_ref().map(detect::Detector::baselines)
@@ -200,6 +265,11 @@ impl Correlator {
         Ok(())
     }
 
+    /// AN1717 alert records written so far (created and updated).
+    pub fn alert_records(&self) -> u64 {
+        self.alert_records
+    }
+
     /// The lifecycle events, sorted by `ts`.
     pub fn mdm_events(&self) -> &[LifecycleEvent] {
         &self.mdm_events
@@ -211,6 +281,7 @@ impl Correlator {
     }
 
     pub fn handle(&mut self, obs: Observation, sink: &mut Sink) -> Result<(), SinkError> {
+        self.last_ts_ns = self.last_ts_ns.max(obs.ts());
         self.release_feed(obs.ts());
         match obs {
             Observation::Flow(f) => {
@@ -256,7 +327,7 @@ impl Correlator {
                 self.flow_records += 1;
                 let mut record = flow_record(&f, &ctx);
                 let Some(det) = self.detector.as_mut() else {
-                    return sink.write(&record);
+                    return sink.write_record(&record);
                 };
                 let input = detect::FlowInput {
                     summary: &f,
@@ -265,12 +336,10 @@ impl Correlator {
                     device_id: device.as_deref(),
                     identity_method: Some(method),
                 };
-                let (attribution, alerts) =
-                    det.on_flow(&input, self.evidence.is_some().then_some(&record));
-                if let Ok(app) = serde_json::to_value(&attribution) {
-                    put_path(&mut record, "nightjar.app", app);
-                }
-                sink.write(&record)?;
+                let evidence_record = self.evidence.is_some().then(|| record.to_value());
+                let (attribution, alerts) = det.on_flow(&input, evidence_record.as_ref());
+                record.put_ser("nightjar.app", &attribution);
+                sink.write_record(&record)?;
                 self.write_alerts(alerts, sink)
             }
             Observation::Dns(d) => {
@@ -286,7 +355,7 @@ impl Correlator {
                 }
                 if self.opts.dns_records {
                     self.dns_records += 1;
-                    sink.write(&dns_record(&d))?;
+                    sink.write_record(&dns_record(&d))?;
                 }
                 Ok(())
             }
@@ -376,7 +445,10 @@ impl Correlator {
         r.put("nightjar.stats.records.flow", self.flow_records);
         r.put("nightjar.stats.records.dns", self.dns_records);
         r.put("nightjar.stats.dhcp_messages", self.dhcp_messages);
-        r.put("nightjar.stats.mdm.events", self.mdm_events.len());
+        r.put(
+            "nightjar.stats.mdm.events",
+            self.mdm_events.len() as u64 + self.events_added,
+        );
         r.put(
             "nightjar.stats.mdm.catalog_apps",
             self.catalog.as_ref().map_or(0, |c| c.apps().len()),
@@ -387,7 +459,7 @@ impl Correlator {
             r.put_ser("nightjar.stats.detect", ds);
             r.put_ser("nightjar.stats.attribution", at);
             if let Some(ev) = &self.evidence {
-                r.put_ser("nightjar.stats.evidence", &ev.stats);
+                r.put_ser("nightjar.stats.evidence", &ev.stats());
             }
         }
         r.put("nightjar.stats.dns_cache.entries", self.dns.len());
@@ -431,6 +503,6 @@ impl Correlator {
         if let Some(e) = &report.error {
             r.put("nightjar.stats.input_error", e.clone());
         }
-        sink.write(&r.into_value())
+        sink.write_record(&r)
     }
 }

@@ -12,7 +12,9 @@
 //!   each within `fg_burst_gap` of the previous, is active from its first start to its
 //!   last start plus `fg_hold`;
 //! - after an active interval the app has `grace` (iOS gives a plain app about 30 s);
-//!   a reported `push_wake` explains `push_window` of traffic after it;
+//!   a `push_wake` (reported, or inferred by the detector from activity on the
+//!   device's APNs connection just before a new flow of the app) explains
+//!   `push_window` of traffic after it;
 //! - a flow's background portion is its time outside active, grace and push windows;
 //!   its bytes are apportioned by time (uniform rate: a flow record carries totals,
 //!   not a per-second series; interim records refine this);
@@ -37,7 +39,7 @@ pub struct TimelineConfig {
     pub fg_hold_ns: u64,
     /// Quiet time that ends a background episode.
     pub episode_idle_ns: u64,
-    /// Traffic a reported push wake explains.
+    /// Traffic a push wake explains.
     pub push_window_ns: u64,
 }
 
@@ -101,8 +103,10 @@ pub struct Episode {
     pub flows: Vec<(usize, f64)>,
     /// End of the last active interval before the episode, if any.
     pub after_active_ns: Option<u64>,
-    /// Reported push wakes inside the episode.
+    /// Push wakes (reported or inferred) inside the episode.
     pub push_wakes: usize,
+    /// Of those, push wakes inferred from APNs activity.
+    pub push_wakes_inferred: usize,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -192,15 +196,15 @@ pub fn build(flows: &[AppFlow], marks: &[Mark], cfg: &TimelineConfig) -> Timelin
         .iter()
         .map(|&(s, e)| (s, e.saturating_add(cfg.grace_ns)))
         .collect();
-    let pushes: Vec<u64> = marks
+    let pushes: Vec<(u64, bool)> = marks
         .iter()
-        .filter(|m| m.kind == EventKind::PushWake && m.confidence != Confidence::Inferred)
-        .map(|m| m.ts_ns)
+        .filter(|m| m.kind == EventKind::PushWake)
+        .map(|m| (m.ts_ns, m.confidence == Confidence::Inferred))
         .collect();
     explained.extend(
         pushes
             .iter()
-            .map(|&t| (t, t.saturating_add(cfg.push_window_ns))),
+            .map(|&(t, _)| (t, t.saturating_add(cfg.push_window_ns))),
     );
     explained.sort_unstable();
     let explained = merge(explained);
@@ -251,14 +255,14 @@ pub fn build(flows: &[AppFlow], marks: &[Mark], cfg: &TimelineConfig) -> Timelin
                 flows: vec![(i, share)],
                 after_active_ns: active.iter().rev().find(|a| a.1 <= s).map(|a| a.1),
                 push_wakes: 0,
+                push_wakes_inferred: 0,
             }),
         }
     }
     for ep in &mut episodes {
-        ep.push_wakes = pushes
-            .iter()
-            .filter(|&&t| t >= ep.start_ns.saturating_sub(cfg.push_window_ns) && t <= ep.end_ns)
-            .count();
+        let near = |t: u64| t >= ep.start_ns.saturating_sub(cfg.push_window_ns) && t <= ep.end_ns;
+        ep.push_wakes = pushes.iter().filter(|p| near(p.0)).count();
+        ep.push_wakes_inferred = pushes.iter().filter(|p| p.1 && near(p.0)).count();
     }
 
     // Segments: active, then background until the next active or the quiet after the
@@ -398,6 +402,27 @@ mod tests {
         assert_eq!(t.episodes[1].flows.len(), 1);
         // The flow right after the push wake is explained.
         assert!(t.episodes.iter().all(|e| e.flows.iter().all(|x| x.0 != 4)));
+    }
+
+    #[test]
+    fn an_inferred_push_wake_explains_the_flow_after_it() {
+        let cfg = TimelineConfig::default();
+        let flows = [f(1000, 1003)];
+        assert_eq!(build(&flows, &[], &cfg).episodes.len(), 1);
+        let push = Mark {
+            ts_ns: 999 * S,
+            kind: EventKind::PushWake,
+            confidence: Confidence::Inferred,
+        };
+        let t = build(&flows, &[push], &cfg);
+        assert!(t.episodes.is_empty(), "{:?}", t.episodes);
+        // A push long before explains nothing.
+        let early = Mark {
+            ts_ns: 900 * S,
+            ..push
+        };
+        let t = build(&flows, &[early], &cfg);
+        assert_eq!(t.episodes.len(), 1);
     }
 
     #[test]

@@ -44,7 +44,7 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(crate) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
@@ -240,6 +240,17 @@ impl Endpoint {
             out,
             "nightjar_records_written_total {}",
             self.state.records_written.load(Ordering::Relaxed)
+        );
+        family(
+            &mut out,
+            "nightjar_alerts_total",
+            "counter",
+            "AN1717 alert records written (created and updated).",
+        );
+        let _ = writeln!(
+            out,
+            "nightjar_alerts_total {}",
+            self.state.alerts.load(Ordering::Relaxed)
         );
         family(
             &mut out,

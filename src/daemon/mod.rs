@@ -9,23 +9,37 @@
 //! any other file opened; then open the output, start the data plane, serve
 //! metrics, and tell systemd READY=1 (and "nightjar: ready" on stderr).
 //!
+//! Inputs ([`inputs`], [`mdm`]): the `[mdm]` and `[identity] feed` files are
+//! loaded before capture starts (a bad one stops the start); the MDM pollers,
+//! the webhook receiver and the identity socket (`[identity] socket`) run on
+//! the control plane and reach the correlator through its bounded queues. With
+//! any MDM input configured the correlator runs attribution and AN1717
+//! detection like replay, writes `nightjar.coverage` records every
+//! `[daemon] coverage_interval` and at shutdown, and keeps its baselines in
+//! `[state] dir` ([`BASELINES_FILE`]).
+//!
 //! Signals: SIGTERM and SIGINT stop capture, flush every open flow as a record
 //! with termination "shutdown", write the stats record and the state file, and
-//! exit 0. SIGHUP reopens the output file (after logrotate moved it); files
-//! the correlator loads (inventory, catalog, identity) are reloaded at the
-//! same point once the correlator consumes them. The watchdog (WATCHDOG=1) is
-//! only fed while every capture worker reports.
+//! exit 0. SIGHUP reopens the output file (after logrotate moved it) and
+//! reloads the inventory, events, catalog and identity feed files (a file that
+//! does not load keeps the previous data: one line, counted). The watchdog
+//! (WATCHDOG=1) is only fed while every capture worker reports.
 
+pub mod inputs;
+pub mod mdm;
 pub mod metrics;
 pub mod notify;
 pub use crate::capture::privileges;
 
 use crate::capture::live::{open_interface, LiveError, LiveOptions};
 use crate::config::{Config, OutputPath};
-use crate::correlate::{Correlator, CorrelatorOptions};
+use crate::correlate::baseline::Baselines;
+use crate::correlate::identity::{FeedListener, IdentityError};
+use crate::correlate::{AnalysisOptions, Correlator, CorrelatorOptions};
 use crate::output::{Sink, SinkError};
-use crate::pipeline::live::{self, LiveRunError, OutputMsg};
+use crate::pipeline::live::{self, CorrelatorMsg, LiveRunError, OutputMsg};
 use crate::pipeline::replay::ReplayReport;
+use inputs::Inputs;
 use notify::Notifier;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -35,6 +49,8 @@ use std::time::Duration;
 /// How often the control plane checks the data plane's health when systemd
 /// asked for no watchdog.
 pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// The AN1717 baselines in `[state] dir`: loaded at start, saved at shutdown.
+pub const BASELINES_FILE: &str = "baselines.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -58,8 +74,17 @@ pub enum DaemonError {
     },
     #[error("cannot start: {0}")]
     Start(std::io::Error),
+    #[error("mdm.webhook.listen: cannot bind {addr}: {source}")]
+    Webhook {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Inventory(#[from] crate::mdm::MdmError),
+    #[error(transparent)]
+    Adapter(#[from] crate::mdm::adapter::AdapterError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     #[error(transparent)]
     Run(#[from] LiveRunError),
     #[error("capture failed: {0}")]
@@ -95,6 +120,18 @@ pub fn run(cfg: &Config) -> Result<(), DaemonError> {
             source,
         })?;
     listener.set_nonblocking(true).map_err(DaemonError::Start)?;
+    let webhook_listener = match &cfg.mdm.webhook {
+        Some(w) => {
+            let l =
+                std::net::TcpListener::bind(w.listen).map_err(|source| DaemonError::Webhook {
+                    addr: w.listen,
+                    source,
+                })?;
+            l.set_nonblocking(true).map_err(DaemonError::Start)?;
+            Some(l)
+        }
+        None => None,
+    };
 
     privileges::drop_privileges(cfg.daemon_user.as_deref())?;
 
@@ -127,49 +164,90 @@ pub fn run(cfg: &Config) -> Result<(), DaemonError> {
     };
 
     let workers = handles.len();
-    // Identity here: static mappings, the MDM inventory file (read after the
-    // privilege drop) and DHCP seen live. The identity feed socket is not wired
-    // into the daemon yet.
-    let inventory = match &cfg.mdm.inventory {
-        Some(path) => Some(Arc::new(crate::mdm::load_inventory(path)?)),
-        None => None,
+    // Files are read after the privilege drop; the adapters read their secrets now.
+    let (inputs, initial) = Inputs::load(cfg)?;
+    let adapters = {
+        let _guard = rt.enter();
+        mdm::start(cfg, webhook_listener)?
     };
+    let m = &cfg.mdm;
+    let detect =
+        m.inventory.is_some() || m.events.is_some() || m.catalog.is_some() || !adapters.is_empty();
+    let baseline_path = cfg.state_dir.join(BASELINES_FILE);
+    let analysis = detect.then(|| AnalysisOptions {
+        baselines: load_baselines(&baseline_path),
+        detect: cfg.detect.clone(),
+        evidence: cfg.evidence.options(None),
+    });
     let correlator = Correlator::new(CorrelatorOptions {
         dns_records: cfg.output.dns_records,
         static_identities: cfg.identity_static.clone(),
-        inventory,
-        ..CorrelatorOptions::default()
-    });
+        inventory: initial.inventory,
+        feed: initial.feed,
+        analysis,
+    })
+    .with_mdm(initial.events, initial.catalog);
     let run =
         live::start(handles, cfg.flow.clone(), correlator, sink).map_err(DaemonError::Start)?;
+    let feed_socket = match &cfg.identity_socket {
+        Some(p) => match FeedListener::bind(p, run.feed.clone()) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                let _ = run.shutdown();
+                return Err(e.into());
+            }
+        },
+        None => None,
+    };
+    if let (Some(l), Ok(mut slot)) = (&feed_socket, inputs.stats.feed_socket.lock()) {
+        *slot = Some(l.stats.clone());
+    }
     let endpoint = Arc::new(metrics::Endpoint {
         state: run.state.clone(),
-        sources: Vec::new(),
+        sources: vec![
+            inputs.stats.clone(),
+            Arc::new(inputs::MdmMetrics {
+                adapters: adapters.stats.clone(),
+            }),
+        ],
     });
     let notifier = Notifier::from_env();
-    let status = format!(
+    let mut status = format!(
         "capturing on {} ({workers} workers), metrics on {}",
         cfg.capture.interfaces.join(","),
         cfg.metrics_listen
     );
+    if detect {
+        status.push_str(", detection on");
+    }
+    let plane = Plane {
+        output: run.output.clone(),
+        control: run.control.clone(),
+        inputs,
+        adapters,
+        coverage_every: cfg.coverage_interval,
+    };
     let stop = rt.block_on(control(
-        signals,
-        listener,
-        endpoint,
-        run.output.clone(),
-        &notifier,
-        &status,
+        signals, listener, endpoint, plane, &notifier, &status,
     ));
     notifier.notify("STOPPING=1");
+    if let Some(l) = feed_socket {
+        l.shutdown();
+    }
     let why = match &stop {
         Stop::Signal(s) => format!("{s}: flushing open flows"),
         Stop::Failed(e) => format!("capture failed ({e}): flushing open flows"),
     };
     eprintln!("nightjar: {why}");
     let state = run.state.clone();
-    let report = run.shutdown()?;
+    let (report, correlator) = run.shutdown()?;
     let written = state.records_written.load(Ordering::Relaxed);
     write_state(&cfg.state_dir, &report, written, &stop)?;
+    if let Some(b) = correlator.baselines() {
+        if let Err(e) = b.save(&baseline_path) {
+            eprintln!("nightjar: cannot save the baselines: {e}");
+        }
+    }
     eprintln!(
         "nightjar: stopped: {} packets, {} flows, {written} records",
         report.data.frames, report.flows.created
@@ -178,6 +256,30 @@ pub fn run(cfg: &Config) -> Result<(), DaemonError> {
         Stop::Signal(_) => Ok(()),
         Stop::Failed(e) => Err(DaemonError::CaptureFailed(e)),
     }
+}
+
+/// The baselines saved by the last run; a file that does not load is reported and
+/// learning starts over (the sensor still starts).
+fn load_baselines(path: &Path) -> Option<Baselines> {
+    if !path.exists() {
+        return None;
+    }
+    match Baselines::load(path) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("nightjar: ignoring saved baselines: {e}");
+            None
+        }
+    }
+}
+
+/// What the control loop drives besides signals and the metrics endpoint.
+struct Plane {
+    output: crossbeam_channel::Sender<OutputMsg>,
+    control: crossbeam_channel::Sender<CorrelatorMsg>,
+    inputs: Inputs,
+    adapters: mdm::Adapters,
+    coverage_every: Duration,
 }
 
 type Signals = (
@@ -190,7 +292,7 @@ async fn control(
     (mut term, mut int, mut hup): Signals,
     listener: tokio::net::TcpListener,
     endpoint: Arc<metrics::Endpoint>,
-    output: crossbeam_channel::Sender<OutputMsg>,
+    mut plane: Plane,
     notifier: &Notifier,
     status: &str,
 ) -> Stop {
@@ -199,18 +301,26 @@ async fn control(
     eprintln!("nightjar: ready: {status}");
     let watchdog = Notifier::watchdog_interval();
     let mut tick = tokio::time::interval(watchdog.unwrap_or(HEALTH_CHECK_INTERVAL));
+    let every = plane.coverage_every;
+    let mut coverage = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let stop = loop {
         tokio::select! {
             _ = term.recv() => break Stop::Signal("SIGTERM"),
             _ = int.recv() => break Stop::Signal("SIGINT"),
             _ = hup.recv() => {
-                // Reopen the output (logrotate). Inventory, catalog and identity
-                // reloads belong here once the correlator loads those files.
-                match output.try_send(OutputMsg::Reopen) {
+                match plane.output.try_send(OutputMsg::Reopen) {
                     Ok(()) => eprintln!("nightjar: SIGHUP: reopening output"),
                     Err(_) => eprintln!("nightjar: SIGHUP: output thread busy, reopen skipped"),
                 }
+                plane.inputs.reload();
+                plane.inputs.flush(&plane.control);
+                eprintln!("nightjar: SIGHUP: inputs reloaded");
             }
+            Some((name, inv)) = plane.adapters.inventories.recv() => {
+                plane.inputs.adapter_inventory(name, inv);
+            }
+            Some(e) = plane.adapters.events.recv() => plane.inputs.push_event(e),
+            _ = coverage.tick() => plane.inputs.coverage(&plane.control),
             _ = tick.tick() => {
                 if let Some(f) = endpoint.state.failed.lock().ok().and_then(|f| f.clone()) {
                     break Stop::Failed(f);
@@ -220,7 +330,9 @@ async fn control(
                 }
             }
         }
+        plane.inputs.flush(&plane.control);
     };
+    plane.adapters.stop();
     server.abort();
     stop
 }

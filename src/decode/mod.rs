@@ -459,6 +459,24 @@ impl Ctx {
     }
 }
 
+/// Every link type [`decode`] understands; any other gives
+/// [`DecodeError::UnsupportedLinkType`].
+pub const SUPPORTED_LINK_TYPES: [LinkType; 13] = [
+    LinkType::NULL,
+    LinkType::ETHERNET,
+    LinkType::PPP,
+    LinkType::RAW_DLT12,
+    LinkType::PPP_HDLC,
+    LinkType::RAW,
+    LinkType::LOOP,
+    LinkType::LINUX_SLL,
+    LinkType::IPV4,
+    LinkType::IPV6,
+    LinkType::NFLOG,
+    LinkType::PKTAP,
+    LinkType::LINUX_SLL2,
+];
+
 /// Decodes a frame of the given link type down to its innermost IP packet.
 pub fn decode(linktype: LinkType, data: &[u8]) -> Result<Packet<'_>, DecodeError> {
     let mut ctx = Ctx::default();

@@ -104,10 +104,11 @@ pub struct QuicSummary {
     pub initial_packets: u32,
 }
 
-/// Per-flow inspection state.
+/// Per-flow inspection state. What a handshake said is boxed, and only for a
+/// flow whose protocol was recognised: a flow that carried none holds 24 bytes here.
 pub struct Inspector {
     state: State,
-    summary: AppSummary,
+    summary: Option<Box<AppSummary>>,
 }
 
 enum State {
@@ -119,7 +120,8 @@ enum State {
     DnsTcp(Box<[StreamReassembler; 2]>, [u32; 2]),
     Dhcp,
     /// DTLS: the client's datagrams so far (bounded by [`DTLS_CLIENT_BYTES`]).
-    Dtls(Side, Vec<u8>),
+    /// (Boxed: the variant would otherwise set the size of every flow's state.)
+    Dtls(Box<(Side, Vec<u8>)>),
     /// Nothing more to learn from this flow.
     Done,
 }
@@ -171,16 +173,16 @@ impl Inspector {
     pub fn new(_key: &FlowKey) -> Inspector {
         Inspector {
             state: State::Pending,
-            summary: AppSummary::default(),
+            summary: None,
         }
     }
 
     /// The summary as it stands (an incomplete handshake counts as truncated).
     pub fn summary(&self) -> AppSummary {
-        let mut s = self.summary.clone();
+        let mut s = self.summary.as_deref().cloned().unwrap_or_default();
         let started = match &self.state {
             State::Tls(t) => {
-                self.summary.client_hello.is_none()
+                s.client_hello.is_none()
                     && t.dirs.iter().any(|d| {
                         d.mode == DirMode::Hello
                             && first_handshake_type(d.buf.contiguous()) == Some(1)
@@ -242,17 +244,26 @@ pub fn on_packet(
         return outcome;
     }
     if matches!(insp.state, State::Pending) {
-        insp.state = start(key, &pkt, &mut insp.summary, &mut outcome);
+        let mut summary = AppSummary::default();
+        insp.state = start(key, &pkt, &mut summary, &mut outcome);
+        if !matches!(insp.state, State::Done | State::Pending) || summary.protocol.is_some() {
+            insp.summary = Some(Box::new(summary));
+        }
     }
+    if matches!(insp.state, State::Done | State::Pending) {
+        return outcome;
+    }
+    // Every state past `start` other than Done has its summary (boxed just above).
+    let summary = insp.summary.get_or_insert_with(Box::default);
     match &mut insp.state {
         State::Pending | State::Done => {}
         State::Tls(t) => {
-            if tls_packet(t, &pkt, isn, &mut insp.summary, stats, &mut outcome) {
+            if tls_packet(t, &pkt, isn, summary, stats, &mut outcome) {
                 insp.state = State::Done;
             }
         }
         State::Quic(q) => {
-            if quic_packet(q, &pkt, &mut insp.summary, stats) {
+            if quic_packet(q, &pkt, summary, stats) {
                 insp.state = State::Done;
             }
         }
@@ -261,7 +272,8 @@ pub fn on_packet(
                 out.push(o);
             }
         }
-        State::Dtls(client, buf) => {
+        State::Dtls(dtls) => {
+            let (client, buf) = &mut **dtls;
             if pkt.side == *client {
                 outcome.client_is = Some(*client);
                 let room = DTLS_CLIENT_BYTES.saturating_sub(buf.len());
@@ -270,11 +282,11 @@ pub fn on_packet(
                 match tls::scan_client_dtls(buf).or_truncated(full) {
                     Scan::NeedMore => {}
                     Scan::Done(ch) => {
-                        insp.summary.client_hello = Some(Box::new(ch));
+                        summary.client_hello = Some(Box::new(ch));
                         insp.state = State::Done;
                     }
                     Scan::Truncated => {
-                        insp.summary.tls_truncated = true;
+                        summary.tls_truncated = true;
                         stats.anomaly("dtls_client_hello_truncated");
                         insp.state = State::Done;
                     }
@@ -286,14 +298,14 @@ pub fn on_packet(
             }
         }
         State::DnsUdp => {
-            if insp.summary.dns_messages < MAX_DNS_MESSAGES {
+            if summary.dns_messages < MAX_DNS_MESSAGES {
                 dns_message(
                     pkt.payload,
                     key,
                     flow_id,
                     client,
                     pkt.ts_ns,
-                    &mut insp.summary,
+                    summary,
                     out,
                     stats,
                 );
@@ -310,16 +322,7 @@ pub fn on_packet(
             let from = (consumed[i] as usize).min(stream.len());
             let mut msgs = dns::split_tcp_messages(&stream[from..]);
             for m in msgs.by_ref() {
-                dns_message(
-                    m,
-                    key,
-                    flow_id,
-                    client,
-                    pkt.ts_ns,
-                    &mut insp.summary,
-                    out,
-                    stats,
-                );
+                dns_message(m, key, flow_id, client, pkt.ts_ns, summary, out, stats);
             }
             consumed[i] += msgs.consumed() as u32;
         }
@@ -375,7 +378,7 @@ fn start(key: &FlowKey, pkt: &Seen<'_>, summary: &mut AppSummary, outcome: &mut 
             }
             None if looks_like_dtls_client_hello(pkt.payload) => {
                 summary.protocol = Some("dtls");
-                State::Dtls(pkt.side, Vec::new())
+                State::Dtls(Box::new((pkt.side, Vec::new())))
             }
             None => State::Done,
         },
@@ -614,7 +617,7 @@ fn quic_packet(
                 &mut q.frames,
             ) {
                 Ok(s) => qs.initial_packets += s.initial_packets,
-                Err(e) => stats.anomaly(e.reason()),
+                Err(e) => stats.anomaly(e.anomaly_key()),
             }
             for f in &q.frames {
                 q.crypto[i].insert(f.offset, &f.data);
@@ -685,12 +688,12 @@ fn dns_message(
     let msg = match dns::parse_message(bytes) {
         Ok(m) => m,
         Err(e) => {
-            stats.anomaly(e.reason());
+            stats.anomaly(e.anomaly_key());
             return;
         }
     };
     for a in &msg.anomalies {
-        stats.anomaly(a.reason());
+        stats.anomaly(a.anomaly_key());
     }
     let keep = match &summary.dns {
         None => true,
@@ -727,7 +730,7 @@ fn dhcp_observation(
             message,
         }))),
         Err(e) => {
-            stats.anomaly(e.reason());
+            stats.anomaly(e.anomaly_key());
             None
         }
     }

@@ -19,6 +19,7 @@
 pub mod community_id;
 pub mod defrag;
 pub mod inspect;
+pub mod keep;
 pub mod key;
 pub mod profile;
 pub mod reassembly;
@@ -27,6 +28,6 @@ mod table;
 
 pub use key::{FlowKey, Side};
 pub use stats::FlowStats;
-pub use table::{ports, vlan_pair, FlowConfig, FlowFootprint, Shard};
+pub use table::{packet_key, ports, vlan_pair, FlowConfig, FlowFootprint, Shard};
 #[cfg(test)]
 mod tests;

@@ -15,10 +15,12 @@
 //!   what most operating systems' TCP stacks do, and it keeps a sensor from being
 //!   steered by a forged retransmission that the endpoint itself ignored.
 
-/// Bytes kept from the client side of a handshake. A ClientHello with a post-quantum
-/// hybrid key share (X25519MLKEM768: 1,216 bytes of key share) plus padding, ECH and
-/// session tickets stays below 4 KiB in practice; 16 KiB is one full TLS record, the
-/// largest plaintext a single record may carry (RFC 8446 §5.1).
+/// Bytes a ClientHello needs. A ClientHello with a post-quantum hybrid key share
+/// (X25519MLKEM768: 1,216 bytes of key share) plus padding, ECH and session tickets
+/// stays below 4 KiB in practice; 16 KiB is one full TLS record, the largest plaintext
+/// a single record may carry (RFC 8446 §5.1). The flow stage buffers each TCP direction
+/// up to [`HANDSHAKE_BYTES_SERVER`] all the same, since which side is the client may
+/// only be known from its hello.
 pub const HANDSHAKE_BYTES_CLIENT: usize = 16 * 1024;
 
 /// Bytes kept from the server side of a handshake. In TLS ≤ 1.2 the ServerHello is

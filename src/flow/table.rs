@@ -4,6 +4,14 @@
 //! map from [`FlowKey`] to slot. Expiry: one FIFO queue of `(slot, generation)`
 //! per timeout class; an entry whose flow was touched since it was queued is
 //! re-queued behind, so every step of a sweep is O(1) amortized.
+//!
+//! The map hashes keys with foldhash (a few multiplies per key, where SipHash
+//! took a tenth of the per-packet time) keyed once per run from the operating
+//! system's randomness ([`flow_hash_state`]). The sensor never shows a hash
+//! value or the map's order (records are emitted in packet-time order and
+//! `flush` walks the slab), so a sender cannot learn the key to aim colliding
+//! five-tuples at one bucket; and a flood of distinct tuples is bounded by
+//! `max_flows` whatever the hash does.
 
 use super::community_id::{community_id, DEFAULT_SEED};
 use super::defrag::Defrag;
@@ -14,12 +22,33 @@ use super::stats::FlowStats;
 use crate::capture::LinkType;
 use crate::decode::{decode, Encap, EncapChain, Fragment, Packet, Vlans, L4};
 use crate::observation::{ClientReason, DirectionStats, FlowSummary, Observation, Termination};
+use foldhash::fast::SeedableRandomState;
+use foldhash::SharedSeed;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
 
 const NS: u64 = 1_000_000_000;
 
-/// How often, in packet time, idle flows are swept out of the table.
+/// How often, in packet time, idle flows are swept out of the table. Sweeps fall on
+/// whole multiples of it (the sweep boundaries), the same for every shard.
 pub const SWEEP_INTERVAL_NS: u64 = NS;
+
+/// The last sweep boundary at or before `ns`.
+fn boundary_at_or_before(ns: u64) -> u64 {
+    ns - ns % SWEEP_INTERVAL_NS
+}
+
+/// The first sweep boundary at which a flow last seen at `last_ns` is idle past
+/// `timeout`: the emit time of a flow that ends idle in a sweep. It depends on the flow
+/// alone, not on which shard holds it or when that shard next sees a packet, so the
+/// records and their order are the same for any number of workers.
+fn idle_boundary(last_ns: u64, timeout: u64) -> u64 {
+    let deadline = last_ns.saturating_add(timeout).saturating_add(1);
+    deadline
+        .div_ceil(SWEEP_INTERVAL_NS)
+        .saturating_mul(SWEEP_INTERVAL_NS)
+}
 
 /// How many stale queue entries one eviction may skip before it takes the
 /// oldest entry it has: bounds the work a full table adds to one packet.
@@ -56,6 +85,16 @@ impl Default for FlowConfig {
     }
 }
 
+/// The flow map's hasher state: foldhash with a shared seed drawn once per run
+/// and a per-shard seed, both from the OS's randomness (std's `RandomState`
+/// keys come from it; hashing a constant with one yields 64 random bits).
+fn flow_hash_state() -> SeedableRandomState {
+    static SHARED: OnceLock<SharedSeed> = OnceLock::new();
+    let random = || std::hash::RandomState::new().hash_one(0x6e6a_u64);
+    let shared = SHARED.get_or_init(|| SharedSeed::from_u64(random()));
+    SeedableRandomState::with_seed(random(), shared)
+}
+
 /// Timeout classes, each with its own expiry queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Class {
@@ -89,11 +128,13 @@ struct Flow {
     last_ns: u64,
     interim_from_ns: u64,
     sides: [DirectionStats; 2],
-    encap: Vec<String>,
+    /// Labels of the encapsulation layers (empty for most flows: no allocation).
+    encap: Box<[String]>,
     tcp: Tcp,
     profile: ProfileState,
-    truncated_packets: u64,
-    fragments: u64,
+    /// Saturating (u32: a flow with four billion truncated packets is counted as that many).
+    truncated_packets: u32,
+    fragments: u32,
     inspector: Inspector,
 }
 
@@ -112,7 +153,7 @@ struct QueueEntry {
 /// One worker's flow table and the per-packet logic.
 pub struct Shard {
     cfg: FlowConfig,
-    map: HashMap<FlowKey, u32>,
+    map: HashMap<FlowKey, u32, SeedableRandomState>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     queues: [VecDeque<QueueEntry>; CLASSES],
@@ -164,6 +205,19 @@ pub fn ports(l4: &L4<'_>) -> (u16, u16) {
     }
 }
 
+/// The canonical flow key of a decoded packet, and which side sent it.
+pub fn packet_key(pkt: &Packet<'_>) -> (FlowKey, Side) {
+    let (sport, dport) = ports(&pkt.l4);
+    FlowKey::new(
+        pkt.ip.src,
+        sport,
+        pkt.ip.dst,
+        dport,
+        pkt.ip.proto,
+        vlan_pair(&pkt.vlans),
+    )
+}
+
 /// A short label for one encapsulation layer, as records show it.
 fn encap_label(e: &Encap) -> String {
     match *e {
@@ -186,7 +240,7 @@ impl Shard {
     pub fn new(cfg: FlowConfig) -> Shard {
         Shard {
             cfg,
-            map: HashMap::new(),
+            map: HashMap::with_hasher(flow_hash_state()),
             slots: Vec::new(),
             free: Vec::new(),
             queues: Default::default(),
@@ -225,7 +279,6 @@ impl Shard {
         self.now_ns = now_ns;
         if now_ns >= self.next_sweep_ns {
             self.sweep(out);
-            self.next_sweep_ns = now_ns.saturating_add(SWEEP_INTERVAL_NS);
         }
     }
 
@@ -240,7 +293,6 @@ impl Shard {
         let clock = self.now_ns;
         if clock >= self.next_sweep_ns {
             self.sweep(out);
-            self.next_sweep_ns = clock.saturating_add(SWEEP_INTERVAL_NS);
         }
 
         if pkt.fragment != Fragment::None {
@@ -256,7 +308,9 @@ impl Shard {
                         inner.encap = EncapChain::nested(&whole.encap, &inner.encap);
                         self.process_packet(ts_ns, &inner, whole.fragments, out);
                     }
-                    Err(e) => self.stats.anomaly(e.reason()),
+                    // The reason is a decode one (`decode_anomalies`); here it is the
+                    // reassembly's outcome that is counted, under the `defrag_` prefix.
+                    Err(_) => self.stats.anomaly("defrag_undecodable"),
                 }
             }
             return;
@@ -301,8 +355,9 @@ impl Shard {
                 && flow.tcp.closed()
                 && flow.tcp.isn[side.index()].is_some_and(|isn| isn != seq);
             if expired || reused {
+                // Not swept yet, so its idle boundary is still ahead: it ends now.
                 let reason = Self::end_reason(flow, expired);
-                out.push(self.finish(s, reason));
+                out.push(self.finish(s, reason, now));
                 slot = None;
             }
         }
@@ -329,8 +384,10 @@ impl Shard {
         d.tcp_flags |= tcp_flags;
         d.last_ns = d.last_ns.max(now);
         flow.last_ns = flow.last_ns.max(now);
-        flow.truncated_packets += u64::from(pkt.truncated);
-        flow.fragments += u64::from(fragments);
+        flow.truncated_packets = flow
+            .truncated_packets
+            .saturating_add(u32::from(pkt.truncated));
+        flow.fragments = flow.fragments.saturating_add(fragments);
         flow.profile
             .update(now, pkt.l4_payload_len, side == flow.client, burst_gap);
 
@@ -386,9 +443,11 @@ impl Shard {
         if interim_due {
             self.flow_mut(s).interim_from_ns = now;
             self.stats.interim += 1;
-            out.push(Observation::Flow(
-                self.summary(s, Termination::ActiveTimeout),
-            ));
+            out.push(Observation::Flow(self.summary(
+                s,
+                Termination::ActiveTimeout,
+                now,
+            )));
         }
     }
 
@@ -503,19 +562,25 @@ impl Shard {
         (slot.gen == e.gen && flow.class as usize == class).then_some(flow)
     }
 
-    /// Emits flows whose idle timeout has passed.
+    /// Emits flows idle past their timeout as of the last sweep boundary, each at its
+    /// own [`idle_boundary`] (every one of them later than anything this shard emitted
+    /// before: those came from packets before the previous boundary it swept at).
     fn sweep(&mut self, out: &mut Vec<Observation>) {
         let now = self.now_ns;
+        let boundary = boundary_at_or_before(now);
+        self.next_sweep_ns = boundary.saturating_add(SWEEP_INTERVAL_NS);
         self.defrag.expire(now, &mut self.stats);
+        let first = out.len();
         for class in 0..CLASSES {
             while let Some(e) = self.queues[class].pop_front() {
                 let Some(flow) = self.entry_flow(&e, class) else {
                     continue;
                 };
                 let timeout = self.timeout(flow.class);
-                if now.saturating_sub(flow.last_ns) > timeout {
+                if boundary.saturating_sub(flow.last_ns) > timeout {
                     let reason = Self::end_reason(flow, true);
-                    out.push(self.finish(e.slot, reason));
+                    let at = idle_boundary(flow.last_ns, timeout);
+                    out.push(self.finish(e.slot, reason, at));
                 } else if flow.last_ns != e.last_ns {
                     // Touched since queued: goes to the back with its new time.
                     let last_ns = flow.last_ns;
@@ -525,6 +590,9 @@ impl Shard {
                     break;
                 }
             }
+        }
+        if let Some(swept) = out.get_mut(first..) {
+            swept.sort_unstable_by_key(Observation::order_key);
         }
     }
 
@@ -554,14 +622,14 @@ impl Shard {
         if let Some((_, class)) = best {
             if let Some(e) = self.queues[class].pop_front() {
                 self.stats.evicted += 1;
-                out.push(self.finish(e.slot, Termination::Evicted));
+                out.push(self.finish(e.slot, Termination::Evicted, self.now_ns));
             }
         }
     }
 
-    /// Removes a flow from the table and returns its final record.
-    fn finish(&mut self, s: u32, reason: Termination) -> Observation {
-        let obs = Observation::Flow(self.summary(s, reason));
+    /// Removes a flow from the table and returns its final record, emitted at `at_ns`.
+    fn finish(&mut self, s: u32, reason: Termination, at_ns: u64) -> Observation {
+        let obs = Observation::Flow(self.summary(s, reason, at_ns));
         let slot = &mut self.slots[s as usize];
         if let Some(flow) = slot.flow.take() {
             self.map.remove(&flow.key);
@@ -574,7 +642,7 @@ impl Shard {
         obs
     }
 
-    fn summary(&self, s: u32, reason: Termination) -> Box<FlowSummary> {
+    fn summary(&self, s: u32, reason: Termination, emitted_ns: u64) -> Box<FlowSummary> {
         let f = self.flow(s);
         let (c, sv) = (f.client, f.client.other());
         let k = &f.key;
@@ -586,45 +654,56 @@ impl Shard {
             server_port: k.endpoint(sv).port,
             proto: k.proto,
             vlans: k.vlans.iter().copied().filter(|&v| v != 0).collect(),
-            encap: f.encap.clone(),
+            encap: f.encap.to_vec(),
             community_id: community_id(k, DEFAULT_SEED),
             client_reason: f.client_reason,
             start_ns: f.start_ns,
             end_ns: f.last_ns,
-            emitted_ns: self.now_ns,
+            emitted_ns,
             termination: reason,
             interim: reason == Termination::ActiveTimeout,
             client: f.sides[c.index()].clone(),
             server: f.sides[sv.index()].clone(),
             profile: f.profile.snapshot(),
-            truncated_packets: f.truncated_packets,
-            fragments: f.fragments,
+            truncated_packets: u64::from(f.truncated_packets),
+            fragments: u64::from(f.fragments),
             app: f.inspector.summary(),
         })
     }
 
-    /// Ends every flow at the end of the input (or at shutdown), oldest first.
-    /// `end_ns` is the newest packet time of the whole input (all shards): a
-    /// flow already idle past its timeout then ends as it would have in a
-    /// sweep, so the records do not depend on how traffic was sharded.
+    /// Ends every flow at the end of the input (or at shutdown). `end_ns` is the newest
+    /// packet time of the whole input (all shards). A flow this shard would have swept
+    /// at a boundary it never reached (it saw no packet after it) ends as in that sweep,
+    /// at its [`idle_boundary`]; one idle past its timeout only since the last boundary
+    /// ends idle at `end_ns`; the rest end with `reason` at `end_ns`. The output is in
+    /// emit-time order, then start, then id, so the records and their order do not
+    /// depend on how traffic was sharded.
     pub fn flush(&mut self, reason: Termination, end_ns: u64, out: &mut Vec<Observation>) {
         self.now_ns = self.now_ns.max(end_ns);
-        let mut live: Vec<(u64, u64, u32)> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.flow.as_deref().map(|f| (f.start_ns, f.id, i as u32)))
-            .collect();
+        let (now, boundary) = (self.now_ns, boundary_at_or_before(self.now_ns));
+        let mut live: Vec<(u64, u64, u64, u32)> = Vec::with_capacity(self.map.len());
+        for (i, slot) in self.slots.iter().enumerate() {
+            if let Some(f) = slot.flow.as_deref() {
+                let timeout = self.timeout(f.class);
+                let at = if boundary.saturating_sub(f.last_ns) > timeout {
+                    idle_boundary(f.last_ns, timeout)
+                } else {
+                    now
+                };
+                live.push((at, f.start_ns, f.id, i as u32));
+            }
+        }
+        // The same order as Observation::order_key.
         live.sort_unstable();
-        for (_, _, s) in live {
+        for (at, _, _, s) in live {
             let flow = self.flow(s);
-            let idle = self.now_ns.saturating_sub(flow.last_ns) > self.timeout(flow.class);
+            let idle = now.saturating_sub(flow.last_ns) > self.timeout(flow.class);
             let why = if idle {
                 Self::end_reason(flow, true)
             } else {
                 reason
             };
-            out.push(self.finish(s, why));
+            out.push(self.finish(s, why, at));
         }
         for q in &mut self.queues {
             q.clear();

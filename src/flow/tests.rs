@@ -111,3 +111,12 @@ fn quic_hello_missing_a_piece_is_truncated_not_guessed() {
     assert!(f.app.client_hello.is_none());
     assert!(f.app.tls_truncated);
 }
+
+/// The fixed bytes of an idle flow (README, performance) do not creep back up:
+/// a new per-flow field must fit, or move to state allocated only while needed.
+#[test]
+fn an_idle_flow_stays_within_its_documented_footprint() {
+    let f = super::FlowFootprint::get();
+    println!("flow footprint: {f:?}, total {}", f.total());
+    assert!(f.total() <= 601, "{f:?}: {} bytes", f.total());
+}

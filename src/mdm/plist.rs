@@ -25,7 +25,9 @@ pub enum PlistValue {
     Bool(bool),
     /// `<integer>`.
     Integer(i64),
-    /// `<data>`, `<date>` or `<real>`: accepted, content not kept.
+    /// `<data>`, base64-decoded (a DDM status report travels in one).
+    Data(Vec<u8>),
+    /// `<date>` or `<real>`: accepted, content not kept.
     Skipped,
 }
 
@@ -250,7 +252,16 @@ impl<'a> Parser<'a> {
                     }
                 }
             }
-            "data" | "date" | "real" => {
+            "data" => {
+                let t = if empty { String::new() } else { self.text()? };
+                let compact: String = t.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+                use base64::Engine as _;
+                match base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()) {
+                    Ok(b) => PlistValue::Data(b),
+                    Err(e) => return Err(format!("invalid <data>: {e}")),
+                }
+            }
+            "date" | "real" => {
                 if !empty {
                     self.text()?;
                 }
@@ -345,7 +356,7 @@ mod tests {
         assert_eq!(v.get("t"), Some(&PlistValue::Bool(true)));
         assert_eq!(v.get("f"), Some(&PlistValue::Bool(false)));
         assert_eq!(v.get("i"), Some(&PlistValue::Integer(-42)));
-        assert_eq!(v.get("d"), Some(&PlistValue::Skipped));
+        assert_eq!(v.get("d"), Some(&PlistValue::Data(vec![0, 1, 2, 3, 4])));
         assert_eq!(v.get("a").map(PlistValue::strings), Some(vec!["x"]));
         assert_eq!(v.get("n"), Some(&PlistValue::Dict(vec![])));
         assert_eq!(v.get("missing"), None);

@@ -4,40 +4,82 @@
 //! Schema where ECS has a field, and live under `nightjar.*` otherwise.
 //! Builders set fields by their dotted path with [`Record::put`], so the code
 //! reads like the schema. Values that are absent are left out, never null.
+//!
+//! A record is kept flat while it is built: its dotted paths in one string and
+//! a list of (path, value) entries, so building one costs a few allocations
+//! instead of one map node and key string per field. Paths are stored with
+//! [`SEP`] in place of each dot, so that plain byte order of the stored paths
+//! is the component-by-component order a map sorted by key at every level
+//! gives (a key never holds a byte below 2). [`Record::write_json`] sorts the
+//! paths that way and writes the nested JSON straight to the output buffer; [`Record::into_value`] builds the same object as a [`Value`] for
+//! the consumers that want one. Invariant: both give the same JSON text for
+//! any record in which no path is both a field and the parent of a field
+//! (the record builders never do that; if one did, the parent object wins in
+//! `write_json` and the later put wins in `into_value`).
 
 use crate::capture::Timestamp;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+/// What a path's dots are stored as: below every byte a key holds, so that
+/// "a" < "a.b" < "a_b" < "ab" in byte order, as components order them.
+const SEP: char = '\u{1}';
+
 /// A record under construction.
 #[derive(Default)]
-pub struct Record(Map<String, Value>);
+pub struct Record {
+    /// Every path put so far, one after the other, dots stored as [`SEP`].
+    paths: String,
+    /// (start, end) of the path in `paths`, and its value, in put order.
+    fields: Vec<(u32, u32, Value)>,
+}
+
+/// Writes `s` as a JSON string.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|c| c >= 0x20 && c != b'"' && c != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// Writes `v` as JSON.
+fn write_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::String(s) => write_str(out, s),
+        // Writing into a Vec cannot fail.
+        _ => {
+            let _ = serde_json::to_writer(&mut *out, v);
+        }
+    }
+}
 
 impl Record {
     pub fn new(dataset: &str, ts_ns: u64) -> Record {
-        let mut r = Record::default();
+        let mut r = Record {
+            paths: String::with_capacity(2048),
+            fields: Vec::with_capacity(64),
+        };
         r.put("@timestamp", ts(ts_ns));
         r.put("event.dataset", dataset);
         r
     }
 
-    /// Sets the field at a dotted path, creating the objects on the way.
+    /// Sets the field at a dotted path (a later put on the same path replaces it).
     pub fn put(&mut self, path: &str, value: impl Into<Value>) {
-        let mut map = &mut self.0;
-        let mut parts = path.split('.').peekable();
-        while let Some(part) = parts.next() {
-            if parts.peek().is_none() {
-                map.insert(part.to_string(), value.into());
-                return;
-            }
-            let entry = map
-                .entry(part.to_string())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !entry.is_object() {
-                *entry = Value::Object(Map::new());
-            }
-            map = entry.as_object_mut().expect("just made an object");
-        }
+        let start = self.paths.len();
+        self.paths
+            .extend(path.chars().map(|c| if c == '.' { SEP } else { c }));
+        // Record paths are short literals; a record past 4 GiB of paths is not built.
+        let span = (
+            u32::try_from(start).unwrap_or(u32::MAX),
+            u32::try_from(self.paths.len()).unwrap_or(u32::MAX),
+        );
+        self.fields.push((span.0, span.1, value.into()));
     }
 
     /// Sets the field if there is a value.
@@ -54,21 +96,127 @@ impl Record {
         }
     }
 
-    pub fn get(&self, path: &str) -> Option<&Value> {
-        let mut v: Option<&Value> = None;
-        let mut map = &self.0;
-        for part in path.split('.') {
-            let next = map.get(part)?;
-            v = Some(next);
-            if let Value::Object(m) = next {
-                map = m;
-            }
-        }
-        v
+    fn path(&self, start: u32, end: u32) -> &str {
+        self.paths
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
     }
 
+    /// The value last put at exactly this path.
+    pub fn get(&self, path: &str) -> Option<&Value> {
+        let stored: String = path
+            .chars()
+            .map(|c| if c == '.' { SEP } else { c })
+            .collect();
+        self.fields
+            .iter()
+            .rev()
+            .find(|(s, e, _)| self.path(*s, *e) == stored)
+            .map(|(_, _, v)| v)
+    }
+
+    /// Appends the record as one JSON object (no newline) to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        // Among equal paths the last put stays last.
+        let mut order: Vec<(&str, u32)> = self
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, (s, e, _))| (self.path(*s, *e), i as u32))
+            .collect();
+        order.sort_unstable();
+        // The objects currently open, outermost first (path components).
+        let mut open: Vec<&str> = Vec::with_capacity(8);
+        let mut first = true;
+        out.push(b'{');
+        for (i, &(path, ix)) in order.iter().enumerate() {
+            let value = &self.fields[ix as usize].2;
+            if let Some(&(next_path, _)) = order.get(i + 1) {
+                // Replaced by a later put, or a parent of the next field.
+                if next_path == path
+                    || next_path
+                        .strip_prefix(path)
+                        .is_some_and(|rest| rest.starts_with(SEP))
+                {
+                    continue;
+                }
+            }
+            let (parents, leaf) = match path.rsplit_once(SEP) {
+                Some((p, l)) => (Some(p), l),
+                None => (None, path),
+            };
+            let mut depth = 0;
+            let mut rest = parents.map(|p| p.split(SEP));
+            let mut pending: Option<&str> = None;
+            if let Some(parts) = rest.as_mut() {
+                for part in parts.by_ref() {
+                    if open.get(depth) == Some(&part) {
+                        depth += 1;
+                    } else {
+                        pending = Some(part);
+                        break;
+                    }
+                }
+            }
+            while open.len() > depth {
+                open.pop();
+                out.push(b'}');
+                first = false;
+            }
+            let new_parts = pending.into_iter().chain(rest.into_iter().flatten());
+            for part in new_parts {
+                if !first {
+                    out.push(b',');
+                }
+                write_str(out, part);
+                out.extend_from_slice(b":{");
+                open.push(part);
+                first = true;
+            }
+            if !first {
+                out.push(b',');
+            }
+            write_str(out, leaf);
+            out.push(b':');
+            write_value(out, value);
+            first = false;
+        }
+        for _ in 0..open.len() {
+            out.push(b'}');
+        }
+        out.push(b'}');
+    }
+
+    /// The record as a JSON object.
     pub fn into_value(self) -> Value {
-        Value::Object(self.0)
+        self.to_value()
+    }
+
+    /// The record as a JSON object (copied).
+    pub fn to_value(&self) -> Value {
+        let mut root = Map::new();
+        for (s, e, value) in self.fields.iter() {
+            let path = self.path(*s, *e);
+            let mut map = &mut root;
+            let mut parts = path.split(SEP).peekable();
+            while let Some(part) = parts.next() {
+                if parts.peek().is_none() {
+                    map.insert(part.to_string(), value.clone());
+                    break;
+                }
+                let entry = map
+                    .entry(part.to_string())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !entry.is_object() {
+                    *entry = Value::Object(Map::new());
+                }
+                let Value::Object(next) = entry else {
+                    break;
+                };
+                map = next;
+            }
+        }
+        Value::Object(root)
     }
 }
 
@@ -79,12 +227,25 @@ pub fn ts(ns: u64) -> String {
 
 /// A MAC address in the ECS form: upper-case hex pairs joined by hyphens.
 pub fn mac(m: &[u8; 6]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut s = String::with_capacity(17);
-    for (i, b) in m.iter().enumerate() {
+    for (i, &b) in m.iter().enumerate() {
         if i > 0 {
             s.push('-');
         }
-        s.push_str(&format!("{b:02X}"));
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    s
+}
+
+/// `0x` and four lower-case hex digits.
+pub fn hex16(v: u16) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(6);
+    s.push_str("0x");
+    for shift in [12, 8, 4, 0] {
+        s.push(char::from(HEX[usize::from((v >> shift) & 15)]));
     }
     s
 }
@@ -139,10 +300,76 @@ mod tests {
         assert_eq!(v["@timestamp"], "1970-01-01T00:00:00.000000000Z");
     }
 
+    fn as_text(r: Record) -> (String, String) {
+        let mut out = Vec::new();
+        r.write_json(&mut out);
+        let direct = String::from_utf8(out).expect("utf-8");
+        let via_value = serde_json::to_string(&r.into_value()).expect("serializes");
+        (direct, via_value)
+    }
+
+    #[test]
+    fn write_json_is_the_sorted_nested_object() {
+        let mut r = Record::new("nightjar.flow", 5);
+        r.put("source.port", 4000);
+        r.put("source.ip", "10.0.0.1");
+        r.put("a_b", "x\"y\n");
+        r.put("a.b.c", 1);
+        r.put("a.bc", 2);
+        r.put("a.b_", 3);
+        r.put("event.type", serde_json::json!(["connection", "end"]));
+        r.put(
+            "nightjar.flow.profile",
+            serde_json::json!({"z": 1, "a": [1, 2]}),
+        );
+        r.put("source.port", 4001);
+        r.put("zz", Value::Null);
+        r.put("a.b.d.e", 1.5);
+        let (direct, via_value) = as_text(r);
+        assert_eq!(direct, via_value);
+        assert!(direct.contains(r#""source":{"ip":"10.0.0.1","port":4001}"#));
+    }
+
+    #[test]
+    fn an_empty_record_is_an_empty_object() {
+        let (direct, via_value) = as_text(Record::default());
+        assert_eq!((direct.as_str(), via_value.as_str()), ("{}", "{}"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn write_json_agrees_with_into_value(
+            fields in proptest::collection::vec(
+                (proptest::collection::vec("[a-c_@0-]{1,2}", 1..4), 0u64..1000),
+                0..20,
+            )
+        ) {
+            let mut r = Record::default();
+            let mut paths: Vec<String> = Vec::new();
+            for (parts, v) in &fields {
+                let p = parts.join(".");
+                // No path may be a field and the parent of another (module invariant).
+                let clash = paths.iter().any(|q| {
+                    q.strip_prefix(p.as_str()).is_some_and(|r| r.starts_with('.'))
+                        || p.strip_prefix(q.as_str()).is_some_and(|r| r.starts_with('.'))
+                });
+                if !clash {
+                    r.put(&p, *v);
+                    paths.push(p);
+                }
+            }
+            let (direct, via_value) = as_text(r);
+            proptest::prop_assert_eq!(direct, via_value);
+        }
+    }
+
     #[test]
     fn formats() {
         assert_eq!(mac(&[0, 0x1b, 0x2c, 0xaa, 0xff, 1]), "00-1B-2C-AA-FF-01");
         assert_eq!(tcp_flags(0x12), "SA");
+        for v in [0, 0x0a0b, 0xfe0d, u16::MAX] {
+            assert_eq!(hex16(v), format!("0x{v:04x}"));
+        }
         assert_eq!(transport_name(6), "tcp");
         assert_eq!(transport_name(99), "99");
     }

@@ -1,7 +1,7 @@
 //! The record types nightjar writes, built field by field in the documented
 //! schema (docs/schema.md): `nightjar.flow`, `nightjar.dns`, `nightjar.stats`.
 
-use super::record::{mac, tcp_flags, transport_name, ts, Record};
+use super::record::{hex16, mac, tcp_flags, transport_name, ts, Record};
 use crate::correlate::identity::Identity;
 use crate::correlate::FlowContext;
 use crate::flow::inspect::AppSummary;
@@ -9,10 +9,6 @@ use crate::observation::{DnsObservation, FlowSummary};
 use crate::proto::dns::DnsSummary;
 use crate::proto::tls::{self, ClientHello, ServerHandshake};
 use serde_json::{json, Value};
-
-fn hex16(v: u16) -> String {
-    format!("0x{v:04x}")
-}
 
 fn hex16_list(v: &[u16]) -> Vec<String> {
     v.iter().map(|&x| hex16(x)).collect()
@@ -23,7 +19,7 @@ fn cipher_name(id: u16) -> String {
     tls_parser::TlsCipherSuite::from_id(id).map_or_else(|| hex16(id), |c| c.name.to_string())
 }
 
-pub fn flow_record(f: &FlowSummary, ctx: &FlowContext) -> Value {
+pub fn flow_record(f: &FlowSummary, ctx: &FlowContext) -> Record {
     let mut r = Record::new("nightjar.flow", f.end_ns);
     r.put("event.kind", "event");
     r.put("event.category", json!(["network"]));
@@ -115,7 +111,7 @@ pub fn flow_record(f: &FlowSummary, ctx: &FlowContext) -> Value {
         r.put("nightjar.dns.names", names);
     }
     put_app(&mut r, &f.app);
-    r.into_value()
+    r
 }
 
 /// `device.id`, `nightjar.device.*` and `user.name` from the client's identity.
@@ -307,7 +303,7 @@ fn put_dns(r: &mut Record, d: &DnsSummary) {
     }
 }
 
-pub fn dns_record(d: &DnsObservation) -> Value {
+pub fn dns_record(d: &DnsObservation) -> Record {
     let mut r = Record::new("nightjar.dns", d.ts_ns);
     r.put("event.kind", "event");
     r.put("event.category", json!(["network"]));
@@ -321,5 +317,5 @@ pub fn dns_record(d: &DnsObservation) -> Value {
     r.put("network.community_id", d.community_id.clone());
     r.put("nightjar.flow.id", format!("{:016x}", d.flow_id));
     put_dns(&mut r, &d.message);
-    r.into_value()
+    r
 }

@@ -9,6 +9,7 @@
 //! another thread (the daemon's output thread), which appends them with
 //! [`Sink::write_lines`].
 
+use super::Record;
 use serde_json::Value;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -28,8 +29,13 @@ pub enum SinkError {
 
 enum Target {
     Stdout(io::Stdout),
-    File { path: PathBuf, file: File },
+    File {
+        path: PathBuf,
+        file: File,
+    },
     Channel(crossbeam_channel::Sender<Vec<u8>>),
+    /// Records kept as values (tests and in-process evaluation), never serialized.
+    Memory(Vec<Value>),
 }
 
 pub struct Sink {
@@ -70,9 +76,37 @@ impl Sink {
         }
     }
 
+    /// A sink that keeps the records in memory as values (for in-process
+    /// evaluation: no serialization); [`Sink::take_records`] hands them over.
+    pub fn memory() -> Sink {
+        Sink {
+            target: Target::Memory(Vec::new()),
+            buf: Vec::new(),
+            records: 0,
+        }
+    }
+
+    /// The records a memory sink holds (empty for other sinks).
+    pub fn take_records(&mut self) -> Vec<Value> {
+        match &mut self.target {
+            Target::Memory(v) => std::mem::take(v),
+            _ => Vec::new(),
+        }
+    }
+
     /// Appends complete lines (each ending in `\n`) written elsewhere, e.g.
     /// by a channel sink; counts them as records.
     pub fn write_lines(&mut self, lines: &[u8]) -> Result<(), SinkError> {
+        if let Target::Memory(v) = &mut self.target {
+            // Lines this process wrote itself: each is one JSON record.
+            for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                if let Ok(value) = serde_json::from_slice(line) {
+                    v.push(value);
+                    self.records += 1;
+                }
+            }
+            return Ok(());
+        }
         self.records += lines.iter().filter(|&&b| b == b'\n').count() as u64;
         self.buf.extend_from_slice(lines);
         if self.buf.len() >= SINK_BUFFER_BYTES {
@@ -82,8 +116,29 @@ impl Sink {
     }
 
     pub fn write(&mut self, record: &Value) -> Result<(), SinkError> {
+        if let Target::Memory(v) = &mut self.target {
+            v.push(record.clone());
+            self.records += 1;
+            return Ok(());
+        }
         // Serializing a Value into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut self.buf, record);
+        self.buf.push(b'\n');
+        self.records += 1;
+        if self.buf.len() >= SINK_BUFFER_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes a record built with [`Record`] (serialized straight into the buffer).
+    pub fn write_record(&mut self, record: &Record) -> Result<(), SinkError> {
+        if let Target::Memory(v) = &mut self.target {
+            v.push(record.to_value());
+            self.records += 1;
+            return Ok(());
+        }
+        record.write_json(&mut self.buf);
         self.buf.push(b'\n');
         self.records += 1;
         if self.buf.len() >= SINK_BUFFER_BYTES {
@@ -102,6 +157,7 @@ impl Sink {
                 lock.write_all(&self.buf).and_then(|_| lock.flush())
             }
             Target::File { file, .. } => write_whole(file, &self.buf),
+            Target::Memory(_) => Ok(()),
             Target::Channel(tx) => {
                 let lines = std::mem::replace(&mut self.buf, Vec::with_capacity(SINK_BUFFER_BYTES));
                 tx.send(lines).map_err(|_| {
@@ -129,6 +185,7 @@ impl Sink {
         match &self.target {
             Target::Stdout(_) => "stdout".into(),
             Target::Channel(_) => "output channel".into(),
+            Target::Memory(_) => "memory".into(),
             Target::File { path, .. } => path.display().to_string(),
         }
     }
@@ -179,5 +236,24 @@ mod tests {
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":3}\n");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_memory_sink_keeps_every_kind_of_write() {
+        let mut s = Sink::memory();
+        s.write(&serde_json::json!({"a": 1})).unwrap();
+        let mut r = Record::new("nightjar.flow", 0);
+        r.put("b", 2);
+        s.write_record(&r).unwrap();
+        s.write_lines(b"{\"c\":3}\n{\"d\":4}\n").unwrap();
+        s.flush().unwrap();
+        let got = s.take_records();
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[0]["a"], 1);
+        assert_eq!(got[1]["b"], 2);
+        assert_eq!(
+            (got[2]["c"].clone(), got[3]["d"].clone()),
+            (3.into(), 4.into())
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! `nightjar check-config`: everything the daemon would use, checked up front.
 //! Each problem is one line naming the key: interfaces exist and the BPF
 //! filter compiles for each, input files can be opened, the output can be
-//! appended to, the state directory exists, the metrics address binds and
-//! `[daemon] user` exists. (Whether capture may be opened depends on the
+//! appended to, the state directory exists, the metrics and webhook addresses
+//! bind, the identity socket's directory exists and `[daemon] user` exists. (Whether capture may be opened depends on the
 //! privileges `nightjar run` gets, which check-config does not assume.)
 
 use crate::capture::live::{check_filter, interface_exists};
@@ -65,6 +65,22 @@ pub fn check(cfg: &Config) -> Vec<String> {
     }
     if let Some(p) = &cfg.identity_feed {
         readable("identity.feed", p, &mut problems);
+    }
+    if let Some(w) = &cfg.mdm.webhook {
+        let secret = crate::mdm::adapter::secret_path(&w.secret_file);
+        readable("mdm.webhook.secret_file", &secret, &mut problems);
+        if let Err(e) = std::net::TcpListener::bind(w.listen) {
+            problems.push(format!("mdm.webhook.listen: cannot bind {}: {e}", w.listen));
+        }
+    }
+    if let Some(p) = &cfg.identity_socket {
+        match p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) if !dir.is_dir() => problems.push(format!(
+                "identity.socket: directory {} does not exist",
+                dir.display()
+            )),
+            _ => {}
+        }
     }
     if !cfg.state_dir.is_dir() {
         problems.push(format!(

@@ -16,6 +16,13 @@
 //!   the file when told to (SIGHUP). It may block the correlator (bounded
 //!   queue of [`OUTPUT_QUEUE`] buffers): a record, once made, is not dropped.
 //!
+//! - the control plane hands the correlator updates (a merged MDM inventory, new
+//!   lifecycle events, a reloaded catalog or identity file, coverage ticks) through
+//!   one bounded queue ([`CONTROL_QUEUE`], [`LiveRun::control`]) and identity
+//!   socket lines through another ([`FEED_QUEUE`], [`LiveRun::feed`]). Neither
+//!   sender ever blocks: a full queue refuses the message and the sender counts
+//!   the drop. The correlator applies them between merged observations.
+//!
 //! Counters for the metrics endpoint are published by every worker into
 //! [`LiveState`] at least every [`PUBLISH_INTERVAL`].
 
@@ -23,7 +30,8 @@ use super::merge::{Merger, ShardMsg};
 use super::replay::ReplayReport;
 use super::stats::DataPlaneStats;
 use crate::capture::live::{LiveHandle, LiveStats};
-use crate::correlate::Correlator;
+use crate::correlate::identity::FeedEntry;
+use crate::correlate::{Correlator, Update};
 use crate::decode::decode;
 use crate::flow::{FlowConfig, FlowStats, Shard};
 use crate::observation::{Observation, Termination};
@@ -45,6 +53,13 @@ pub const WORKER_SEND_BATCH: usize = 64;
 pub const WORKER_PENDING_MAX: usize = 65_536;
 /// Buffers of whole lines queued from the correlator to the output thread.
 pub const OUTPUT_QUEUE: usize = 64;
+/// Control messages queued to the correlator: the control plane sends a handful per
+/// poll interval or signal, so this absorbs a burst of webhook-derived updates while
+/// the correlator is busy with a traffic peak.
+pub const CONTROL_QUEUE: usize = 256;
+/// Identity socket lines queued to the correlator: a second of a large VPN
+/// concentrator's connect/disconnect hooks after a restart.
+pub const FEED_QUEUE: usize = 4096;
 /// How often a busy worker reports its watermark.
 pub const WORKER_SEND_INTERVAL: Duration = Duration::from_millis(50);
 /// How often workers publish their counters for the metrics endpoint.
@@ -84,6 +99,12 @@ pub struct LiveState {
     pub output_errors: AtomicU64,
     /// Observations the merge released before every shard's watermark passed them.
     pub merge_released_early: AtomicU64,
+    /// AN1717 alert records the correlator wrote.
+    pub alerts: AtomicU64,
+    /// Wall-clock time (ns) at which shutdown flushes every shard: one time for all,
+    /// so flows flushed together reach the correlator in one order whatever shard
+    /// holds them. 0 = not shutting down (a worker whose capture failed uses its clock).
+    pub flush_at_ns: AtomicU64,
     pub started: Instant,
 }
 
@@ -106,6 +127,8 @@ impl LiveState {
             records_written: AtomicU64::new(0),
             output_errors: AtomicU64::new(0),
             merge_released_early: AtomicU64::new(0),
+            alerts: AtomicU64::new(0),
+            flush_at_ns: AtomicU64::new(0),
             started: Instant::now(),
         }
     }
@@ -123,6 +146,15 @@ impl LiveState {
                 .iter()
                 .all(|w| w.beat.is_some_and(|b| b.elapsed() <= within))
     }
+}
+
+/// Messages from the control plane to the correlator thread.
+#[derive(Debug)]
+pub enum CorrelatorMsg {
+    /// Replace or extend an input (inventory, catalog, events, identity lines).
+    Update(Update),
+    /// Write the `nightjar.coverage` records as they stand.
+    Coverage,
 }
 
 /// Messages to the output thread.
@@ -151,9 +183,13 @@ pub fn wall_clock_ns() -> u64 {
 pub struct LiveRun {
     pub state: Arc<LiveState>,
     pub output: Sender<OutputMsg>,
+    /// Updates for the correlator ([`CONTROL_QUEUE`]); send with `try_send`.
+    pub control: Sender<CorrelatorMsg>,
+    /// Identity socket lines for the correlator ([`FEED_QUEUE`]).
+    pub feed: Sender<FeedEntry>,
     workers: Vec<std::thread::JoinHandle<(DataPlaneStats, FlowStats)>>,
     finish_tx: Sender<ReplayReport>,
-    correlator: std::thread::JoinHandle<Result<(), SinkError>>,
+    correlator: std::thread::JoinHandle<Result<Correlator, SinkError>>,
     writer: std::thread::JoinHandle<Result<(), SinkError>>,
 }
 
@@ -161,15 +197,19 @@ pub struct LiveRun {
 pub fn start(
     handles: Vec<LiveHandle>,
     flow: FlowConfig,
-    mut correlator: Correlator,
+    correlator: Correlator,
     mut sink: Sink,
 ) -> std::io::Result<LiveRun> {
     let state = Arc::new(LiveState::new(&handles));
     let n = handles.len();
+    // Evidence packet keepers (one per worker), asked for before the correlator moves.
+    let mut keepers: Vec<_> = (0..n).map(|_| correlator.packet_keeper()).collect();
     let (obs_tx, obs_rx) = bounded::<ShardMsg>(LIVE_OBSERVATION_QUEUE);
     let (out_tx, out_rx) = bounded::<OutputMsg>(OUTPUT_QUEUE);
     let (lines_tx, lines_rx) = bounded::<Vec<u8>>(OUTPUT_QUEUE);
     let (finish_tx, finish_rx) = bounded::<ReplayReport>(1);
+    let (ctl_tx, ctl_rx) = bounded::<CorrelatorMsg>(CONTROL_QUEUE);
+    let (feed_tx, feed_rx) = bounded::<FeedEntry>(FEED_QUEUE);
 
     let writer = {
         let state = state.clone();
@@ -182,7 +222,13 @@ pub fn start(
         std::thread::Builder::new()
             .name("nightjar-correlate".into())
             .spawn(move || {
-                correlator_thread(n, obs_rx, finish_rx, &mut correlator, lines_tx, &state)
+                let inputs = CorrelatorInputs {
+                    obs: obs_rx,
+                    control: ctl_rx,
+                    feed: feed_rx,
+                    finish: finish_rx,
+                };
+                correlator_thread(n, inputs, correlator, lines_tx, &state)
             })?
     };
     let mut workers = Vec::with_capacity(n);
@@ -191,15 +237,18 @@ pub fn start(
         let state = state.clone();
         let flow = flow.clone();
         let name = format!("nightjar-{}-{}", h.interface, h.worker);
+        let keeper = keepers[i].take();
         workers.push(
             std::thread::Builder::new()
                 .name(name)
-                .spawn(move || capture_worker(i, h, flow, tx, &state))?,
+                .spawn(move || capture_worker(i, h, flow, tx, &state, keeper))?,
         );
     }
     Ok(LiveRun {
         state,
         output: out_tx,
+        control: ctl_tx,
+        feed: feed_tx,
         workers,
         finish_tx,
         correlator,
@@ -209,8 +258,11 @@ pub fn start(
 
 impl LiveRun {
     /// Stops capture, flushes every open flow (termination "shutdown"), writes
-    /// the stats record and waits until the output is written.
-    pub fn shutdown(self) -> Result<ReplayReport, LiveRunError> {
+    /// the stats record and waits until the output is written. Gives the correlator
+    /// back (its baselines are state to keep).
+    pub fn shutdown(self) -> Result<(ReplayReport, Correlator), LiveRunError> {
+        let end = wall_clock_ns().saturating_sub(CLOCK_SLACK_NS);
+        self.state.flush_at_ns.store(end, Ordering::SeqCst);
         self.state.stop.store(true, Ordering::SeqCst);
         let mut report = ReplayReport::default();
         let mut panicked = None;
@@ -237,16 +289,18 @@ impl LiveRun {
             .join()
             .map_err(|_| LiveRunError::Panic("correlator"))?;
         drop(self.output);
+        drop(self.control);
+        drop(self.feed);
         let out = self
             .writer
             .join()
             .map_err(|_| LiveRunError::Panic("output"))?;
-        corr?;
+        let correlator = corr?;
         out?;
         if let Some(p) = panicked {
             return Err(LiveRunError::Panic(p));
         }
-        Ok(report)
+        Ok((report, correlator))
     }
 }
 
@@ -310,6 +364,7 @@ fn capture_worker(
     flow: FlowConfig,
     tx: Sender<ShardMsg>,
     state: &LiveState,
+    keeper: Option<Arc<std::sync::Mutex<crate::flow::keep::PacketKeeper>>>,
 ) -> (DataPlaneStats, FlowStats) {
     let mut shard = Shard::new(flow);
     let mut data = DataPlaneStats::default();
@@ -328,7 +383,17 @@ fn capture_worker(
             Ok(Some(frame)) => {
                 data.frame(frame.ts.0, frame.linktype, frame.data.len(), frame.orig_len);
                 match decode(frame.linktype, frame.data) {
-                    Ok(pkt) => shard.process(frame.ts.0, &pkt, &mut out.pending),
+                    Ok(pkt) => {
+                        shard.process(frame.ts.0, &pkt, &mut out.pending);
+                        crate::flow::keep::offer(
+                            keeper.as_deref(),
+                            frame.ts.0,
+                            frame.linktype.0,
+                            frame.data,
+                            frame.orig_len,
+                            &pkt,
+                        );
+                    }
                     Err(e) => data.anomaly(e.reason()),
                 }
                 since_check += 1;
@@ -338,7 +403,12 @@ fn capture_worker(
                 }
             }
             Ok(None) => {
-                let now = wall_clock_ns().saturating_sub(CLOCK_SLACK_NS);
+                let mut now = wall_clock_ns().saturating_sub(CLOCK_SLACK_NS);
+                // Never past the shutdown flush time: every shard flushes at that one time.
+                match state.flush_at_ns.load(Ordering::SeqCst) {
+                    0 => {}
+                    t => now = now.min(t),
+                }
                 shard.advance(now, &mut out.pending);
             }
             Err(e) => {
@@ -362,7 +432,10 @@ fn capture_worker(
     // Shutdown (or a failed capture): every open flow becomes a record.
     let kernel = handle.stats();
     drop(handle);
-    let end = wall_clock_ns().saturating_sub(CLOCK_SLACK_NS);
+    let end = match state.flush_at_ns.load(Ordering::SeqCst) {
+        0 => wall_clock_ns().saturating_sub(CLOCK_SLACK_NS),
+        t => t,
+    };
     shard.flush(Termination::Shutdown, end, &mut out.pending);
     // The last message must arrive: capture is over, so this may block.
     let last = ShardMsg {
@@ -379,37 +452,71 @@ fn capture_worker(
     (data, shard.stats.clone())
 }
 
+struct CorrelatorInputs {
+    obs: Receiver<ShardMsg>,
+    control: Receiver<CorrelatorMsg>,
+    feed: Receiver<FeedEntry>,
+    finish: Receiver<ReplayReport>,
+}
+
 fn correlator_thread(
     n: usize,
-    rx: Receiver<ShardMsg>,
-    finish: Receiver<ReplayReport>,
-    correlator: &mut Correlator,
+    inputs: CorrelatorInputs,
+    mut correlator: Correlator,
     lines: Sender<Vec<u8>>,
     state: &LiveState,
-) -> Result<(), SinkError> {
+) -> Result<Correlator, SinkError> {
+    let CorrelatorInputs {
+        obs: rx,
+        mut control,
+        mut feed,
+        finish,
+    } = inputs;
     let mut sink = Sink::channel(lines);
     let mut merger = Merger::new(n);
     loop {
-        let end = match rx.recv() {
-            Ok(msg) => {
-                merger.push(msg);
-                false
-            }
-            Err(_) => true,
-        };
+        let mut end = false;
+        crossbeam_channel::select! {
+            recv(rx) -> msg => match msg {
+                Ok(msg) => merger.push(msg),
+                Err(_) => end = true,
+            },
+            recv(control) -> msg => match msg {
+                Ok(CorrelatorMsg::Update(u)) => correlator.update(u),
+                Ok(CorrelatorMsg::Coverage) => correlator.write_coverage(&mut sink)?,
+                Err(_) => control = crossbeam_channel::never(),
+            },
+            recv(feed) -> line => match line {
+                Ok(e) => correlator.update(Update::Feed(vec![e])),
+                Err(_) => feed = crossbeam_channel::never(),
+            },
+        }
         merger.release(end, |o| correlator.handle(o, &mut sink))?;
         state
             .merge_released_early
             .store(merger.released_early, Ordering::Relaxed);
+        state
+            .alerts
+            .store(correlator.alert_records(), Ordering::Relaxed);
         sink.flush()?;
         if end || merger.all_done() {
             break;
         }
     }
+    // Updates that arrived with the last observations still count.
+    for msg in control.try_iter() {
+        if let CorrelatorMsg::Update(u) = msg {
+            correlator.update(u);
+        }
+    }
     if let Ok(report) = finish.recv() {
         correlator.finish(&report, &mut sink)?;
     }
-    sink.flush()
+    state
+        .alerts
+        .store(correlator.alert_records(), Ordering::Relaxed);
+    sink.flush()?;
+    Ok(correlator)
 }
 
 fn output_thread(

@@ -89,10 +89,10 @@ impl Merger {
         };
         loop {
             let next = (0..self.queues.len())
-                .filter_map(|i| self.queues[i].front().map(|o| (o.ts(), i)))
+                .filter_map(|i| self.queues[i].front().map(|o| (o.order_key(), i)))
                 .min();
             match next {
-                Some((ts, i)) if ts <= limit || self.held > MERGE_MAX_HELD => {
+                Some(((ts, ..), i)) if ts <= limit || self.held > MERGE_MAX_HELD => {
                     if ts > limit {
                         self.released_early += 1;
                     }

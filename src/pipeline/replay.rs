@@ -15,13 +15,15 @@ use super::stats::DataPlaneStats;
 use super::ObservationHandler;
 use crate::capture::{open_path, CaptureError, Frame};
 use crate::decode::decode;
-use crate::flow::{ports, vlan_pair, FlowConfig, FlowKey, FlowStats, Shard};
+use crate::flow::keep::{self, PacketKeeper};
+use crate::flow::{packet_key, FlowConfig, FlowStats, Shard};
 use crate::observation::{Observation, Termination};
 use crate::output::{Sink, SinkError};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Frames per batch handed to a shard thread.
@@ -165,13 +167,24 @@ fn replay_inline<H: ObservationHandler>(
     sink: &mut Sink,
 ) -> Result<ReplayReport, ReplayError> {
     let mut shard = Shard::new(opts.flow.clone());
+    let keeper = correlator.packet_keeper();
     let mut data = DataPlaneStats::default();
     let mut obs: Vec<Observation> = Vec::new();
     let mut sink_err: Option<SinkError> = None;
     let mut decode_stats = DataPlaneStats::default();
     let error = read_inputs(opts, &mut data, |frame| {
         match decode(frame.linktype, frame.data) {
-            Ok(pkt) => shard.process(frame.ts.0, &pkt, &mut obs),
+            Ok(pkt) => {
+                shard.process(frame.ts.0, &pkt, &mut obs);
+                keep::offer(
+                    keeper.as_deref(),
+                    frame.ts.0,
+                    frame.linktype.0,
+                    frame.data,
+                    frame.orig_len,
+                    &pkt,
+                );
+            }
             Err(e) => decode_stats.anomaly(e.reason()),
         }
         for o in obs.drain(..) {
@@ -200,8 +213,8 @@ fn replay_inline<H: ObservationHandler>(
 #[derive(Default)]
 struct Batch {
     bytes: Vec<u8>,
-    /// (timestamp ns, link type, start, end) into `bytes`.
-    frames: Vec<(u64, u16, u32, u32)>,
+    /// (timestamp ns, link type, start, end) into `bytes`, original length.
+    frames: Vec<((u64, u16, u32, u32), u32)>,
 }
 
 fn replay_sharded<H: ObservationHandler + Send>(
@@ -230,7 +243,9 @@ fn replay_sharded<H: ObservationHandler + Send>(
             let obs_tx = obs_tx.clone();
             let flow = opts.flow.clone();
             let end = &end_ns;
-            handles.push(scope.spawn(move || shard_worker(i, flow, rx, pool_tx, obs_tx, end)));
+            let keeper = correlator.packet_keeper();
+            handles
+                .push(scope.spawn(move || shard_worker(i, flow, rx, pool_tx, obs_tx, end, keeper)));
         }
         drop(obs_tx);
         let merger = scope.spawn(move || merge_observations(n, obs_rx, correlator, sink));
@@ -245,21 +260,15 @@ fn replay_sharded<H: ObservationHandler + Send>(
                     return;
                 }
             };
-            let (sport, dport) = ports(&pkt.l4);
-            let (key, _) = FlowKey::new(
-                pkt.ip.src,
-                sport,
-                pkt.ip.dst,
-                dport,
-                pkt.ip.proto,
-                vlan_pair(&pkt.vlans),
-            );
+            let (key, _) = packet_key(&pkt);
             let i = (key.symmetric_hash() % n as u64) as usize;
             let b = &mut current[i];
             let start = b.bytes.len() as u32;
             b.bytes.extend_from_slice(frame.data);
-            b.frames
-                .push((frame.ts.0, frame.linktype.0, start, b.bytes.len() as u32));
+            b.frames.push((
+                (frame.ts.0, frame.linktype.0, start, b.bytes.len() as u32),
+                frame.orig_len,
+            ));
             if b.frames.len() >= BATCH_FRAMES || b.bytes.len() >= BATCH_BYTES {
                 let mut next = pools[i].recv().unwrap_or_default();
                 next.bytes.clear();
@@ -304,18 +313,25 @@ fn shard_worker(
     pool: Sender<Batch>,
     out: Sender<ShardMsg>,
     end_ns: &AtomicU64,
+    keeper: Option<Arc<Mutex<PacketKeeper>>>,
 ) -> (FlowStats, DataPlaneStats) {
     let mut shard = Shard::new(flow);
     let mut obs = Vec::new();
     let data = DataPlaneStats::default();
     for mut batch in rx {
-        for &(ts, lt, start, end) in &batch.frames {
+        // The keeper (evidence packets) is locked once per batch.
+        let mut kept = keeper.as_ref().and_then(|k| k.lock().ok());
+        for &((ts, lt, start, end), orig_len) in &batch.frames {
             let bytes = &batch.bytes[start as usize..end as usize];
             // The reader decoded this frame already; it decodes the same way here.
             if let Ok(pkt) = decode(crate::capture::LinkType(lt), bytes) {
                 shard.process(ts, &pkt, &mut obs);
+                if let Some(k) = kept.as_mut() {
+                    k.keep(ts, lt, bytes, orig_len, &pkt);
+                }
             }
         }
+        drop(kept);
         batch.bytes.clear();
         batch.frames.clear();
         let _ = pool.try_send(batch);

@@ -13,7 +13,7 @@
 //! - The first occurrence of an option wins (RFC 3396 long-option concatenation is not
 //!   done). DHCPv4 option overload (option 52) is honoured: `file`, then `sname`.
 //! - Text (host name, vendor class, FQDN) is escaped like DNS names (see
-//!   `super::dns::escape_into`): never dropped. Binary identifiers are lowercase hex.
+//!   `super::text::escape_into`): never dropped. Binary identifiers are lowercase hex.
 //! - Unknown message types are kept as numbers. Lists are bounded by named constants.
 
 use std::fmt::Write as _;
@@ -21,7 +21,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::dns::escape_into;
+use super::text::escape_into;
 
 /// DHCPv4 server (and relay) port.
 pub const DHCP_SERVER_PORT: u16 = 67;
@@ -81,6 +81,18 @@ impl DhcpError {
             Self::TruncatedOption(_) => "truncated_option",
             Self::BadOptionLength(_) => "bad_option_length",
             Self::BadRelay => "bad_relay",
+        }
+    }
+
+    /// The key counting this error in the `flow_anomalies` stats: the reason with the
+    /// `dhcp_` prefix, so it cannot be mistaken for another parser's.
+    pub fn anomaly_key(&self) -> &'static str {
+        match self {
+            Self::TruncatedHeader => "dhcp_truncated_header",
+            Self::BadMagicCookie => "dhcp_bad_magic_cookie",
+            Self::TruncatedOption(_) => "dhcp_truncated_option",
+            Self::BadOptionLength(_) => "dhcp_bad_option_length",
+            Self::BadRelay => "dhcp_bad_relay",
         }
     }
 }

@@ -2,8 +2,7 @@
 //! and TCP on port 53, shaped like the ECS `dns.*` fields.
 //!
 //! Owns: [`parse_message`] (one message → owned [`DnsSummary`]), the DNS-over-TCP framing
-//! helper [`split_tcp_messages`], and the text escaping shared with the DHCP parser
-//! ([`escape_into`]).
+//! helper [`split_tcp_messages`]. Names are escaped by [`super::text::escape_into`].
 //!
 //! Invariants:
 //! - Never panics on any input. The 12-byte header and the question section must parse,
@@ -32,6 +31,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::text::escape_into;
 use hickory_proto::rr::rdata::svcb::{SvcParamValue, SVCB};
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, DecodeError, Restrict};
@@ -110,6 +110,22 @@ impl DnsError {
             Self::BadLabelType => "bad_label_type",
             Self::BadRdata(_) => "bad_rdata",
             Self::Malformed => "malformed",
+        }
+    }
+
+    /// The key counting this error in the `flow_anomalies` stats: the reason with the
+    /// `dns_` prefix, so it cannot be mistaken for another parser's.
+    pub fn anomaly_key(&self) -> &'static str {
+        match self {
+            Self::TruncatedHeader => "dns_truncated_header",
+            Self::Truncated => "dns_truncated",
+            Self::TooLong => "dns_too_long",
+            Self::BadCompressionPointer => "dns_bad_compression_pointer",
+            Self::LabelTooLong => "dns_label_too_long",
+            Self::NameTooLong => "dns_name_too_long",
+            Self::BadLabelType => "dns_bad_label_type",
+            Self::BadRdata(_) => "dns_bad_rdata",
+            Self::Malformed => "dns_malformed",
         }
     }
 }
@@ -643,37 +659,6 @@ fn name_text(name: &Name) -> String {
     out
 }
 
-/// Appends `bytes` to `out` as text: valid UTF-8 is kept, except control characters,
-/// invisible direction/zero-width characters, `\` and the characters in `extra`, which
-/// are written byte by byte as `\xNN`, like every byte of invalid UTF-8. Nothing is
-/// dropped, and the escaping can be undone unambiguously.
-pub fn escape_into(bytes: &[u8], extra: &[char], out: &mut String) {
-    let plain =
-        |b: &u8| (0x20..0x7F).contains(b) && *b != b'\\' && !extra.contains(&char::from(*b));
-    if bytes.iter().all(plain) {
-        if let Ok(text) = std::str::from_utf8(bytes) {
-            out.push_str(text);
-            return;
-        }
-    }
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            let invisible = matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}');
-            if c.is_control() || invisible || c == '\\' || extra.contains(&c) {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    let _ = write!(out, "\\x{b:02x}");
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        for b in chunk.invalid() {
-            let _ = write!(out, "\\x{b:02x}");
-        }
-    }
-}
-
 fn hex_text(bytes: &[u8]) -> String {
     let shown = bytes.get(..MAX_HEX_RDATA).unwrap_or(bytes);
     let mut out = String::with_capacity(shown.len() * 2 + 3);
@@ -1015,9 +1000,6 @@ mod tests {
         ]);
         let s = parse_message(&m).unwrap();
         assert_eq!(s.question.unwrap().name, "\\xffA\\x2e\\x5c\\x07.éz");
-        let mut out = String::new();
-        escape_into("a\u{202E}b".as_bytes(), &[], &mut out);
-        assert_eq!(out, "a\\xe2\\x80\\xaeb");
     }
 
     #[test]

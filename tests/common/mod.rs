@@ -12,8 +12,18 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_nightjar")
 }
 
-/// The shared conformance corpus, if this checkout has it beside it.
+/// The shared conformance corpus: `$NIGHTJAR_CORPUS` if set (it must then hold the
+/// corpus: a wrong path fails rather than skips), else `../shared/corpus` beside this
+/// checkout, if it is there.
 pub fn corpus() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("NIGHTJAR_CORPUS").map(PathBuf::from) {
+        assert!(
+            p.join("expect.jsonl").exists(),
+            "NIGHTJAR_CORPUS={} holds no expect.jsonl",
+            p.display()
+        );
+        return Some(p);
+    }
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
     p.join("expect.jsonl").exists().then_some(p)
 }

@@ -8,7 +8,6 @@
 //! travel in headers and form bodies (never URLs) and are never logged.
 
 use super::{AdapterError, AdapterStats, Secret};
-use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -152,20 +151,14 @@ impl Http {
         self.send(url, Req::Form { fields }).await
     }
 
-    /// Parses a JSON body, counting and reporting a malformed one.
-    pub fn parse_json<T: DeserializeOwned>(
-        &self,
-        url: &str,
-        body: &[u8],
-    ) -> Result<T, AdapterError> {
-        serde_json::from_slice(body).map_err(|e| {
-            AdapterStats::inc(&self.stats.bad_responses);
-            AdapterError::Malformed {
-                adapter: self.adapter,
-                url: url.to_string(),
-                msg: e.to_string(),
-            }
-        })
+    /// Counts a response that does not have the documented shape and describes it.
+    pub fn malformed(&self, url: &str, what: impl std::fmt::Display) -> AdapterError {
+        AdapterStats::inc(&self.stats.bad_responses);
+        AdapterError::Malformed {
+            adapter: self.adapter,
+            url: url.to_string(),
+            msg: what.to_string(),
+        }
     }
 
     async fn send(&self, url: &str, req: Req<'_>) -> Result<Vec<u8>, AdapterError> {
@@ -395,24 +388,9 @@ impl TokenSource {
         }
         AdapterStats::inc(&http.stats().token_fetches);
         let body = http.post_form(&self.url, &fields).await?;
-        let resp: TokenResponse = http.parse_json(&self.url, &body)?;
-        let lifetime = match &resp.expires_in {
-            Some(serde_json::Value::Number(n)) => n.as_u64(),
-            Some(serde_json::Value::String(s)) => s.parse().ok(),
-            _ => None,
-        };
-        if resp.access_token.is_empty() {
-            AdapterStats::inc(&http.stats().bad_responses);
-            return Err(AdapterError::Malformed {
-                adapter: http.adapter(),
-                url: self.url.clone(),
-                msg: "empty access_token".into(),
-            });
-        }
-        // Unknown lifetime: treat as short-lived (one request).
-        let secs = lifetime.unwrap_or(0).min(MAX_TOKEN_LIFETIME);
+        let (value, secs) = parse_token(&body).map_err(|e| http.malformed(&self.url, e))?;
         let token = Token {
-            value: Secret::new(resp.access_token),
+            value,
             expires_at: Instant::now() + Duration::from_secs(secs),
         };
         let value = token.value.clone();
@@ -426,13 +404,32 @@ impl TokenSource {
     }
 }
 
-/// GET `url` as JSON with a token from `tokens`; on 401 the token is refetched and the
-/// request repeated once.
-pub async fn get_json_authed<T: DeserializeOwned>(
+/// Parses an OAuth 2.0 token response (RFC 6749 §5.1): the access token and the
+/// seconds it may be used for, capped at one day; an unknown lifetime is 0 (the token
+/// serves one request). The error says what is wrong, never the token.
+pub fn parse_token(body: &[u8]) -> Result<(Secret, u64), String> {
+    let resp: TokenResponse = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let lifetime = match &resp.expires_in {
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        Some(serde_json::Value::String(s)) => s.parse().ok(),
+        _ => None,
+    };
+    if resp.access_token.is_empty() {
+        return Err("empty access_token".into());
+    }
+    Ok((
+        Secret::new(resp.access_token),
+        lifetime.unwrap_or(0).min(MAX_TOKEN_LIFETIME),
+    ))
+}
+
+/// GET `url` with a token from `tokens`: the body; on 401 the token is refetched and
+/// the request repeated once.
+pub async fn get_authed(
     http: &Http,
     tokens: &TokenSource,
     url: &str,
-) -> Result<T, AdapterError> {
+) -> Result<Vec<u8>, AdapterError> {
     let mut refreshed = false;
     loop {
         let token = tokens.get(http).await?;
@@ -442,8 +439,7 @@ pub async fn get_json_authed<T: DeserializeOwned>(
                 tokens.invalidate().await;
                 refreshed = true;
             }
-            Err(e) => return Err(e),
-            Ok(body) => return http.parse_json(url, &body),
+            other => return other,
         }
     }
 }

@@ -13,7 +13,7 @@
 //! `displayName` is used when it has the shape of a bundle id, other apps are skipped and
 //! counted in `apps_skipped`. Detected apps carry no managed flag (`managed` is false).
 
-use super::http::{encode_query, get_json_authed, Http, HttpOptions, TokenSource};
+use super::http::{encode_query, get_authed, Http, HttpOptions, TokenSource};
 use super::{
     build_inventory, device_id, non_empty, read_secret, vendor_mac, AdapterError, AdapterStats,
 };
@@ -100,37 +100,33 @@ impl Intune {
         self.http.stats()
     }
 
-    /// Every item of a paged Graph collection.
-    async fn collect(&self, first: String) -> Result<Vec<Value>, AdapterError> {
+    /// Every item of a paged Graph collection, each page parsed by `parse`.
+    async fn collect<T>(
+        &self,
+        first: String,
+        parse: impl Fn(&[u8]) -> Result<GraphPage<T>, String>,
+    ) -> Result<Vec<T>, AdapterError> {
         let mut out = Vec::new();
         let mut url = first;
         for _ in 0..MAX_PAGES {
-            let page: Collection = get_json_authed(&self.http, &self.tokens, &url).await?;
-            out.extend(page.value);
+            let body = get_authed(&self.http, &self.tokens, &url).await?;
+            let page = parse(&body).map_err(|e| self.http.malformed(&url, e))?;
+            out.extend(page.items);
             match page.next_link {
                 None => return Ok(out),
                 Some(next) => {
-                    let inside = next
-                        .strip_prefix(&self.graph)
-                        .is_some_and(|rest| rest.starts_with('/'));
-                    if !inside {
-                        AdapterStats::inc(&self.http.stats().bad_responses);
-                        return Err(AdapterError::Malformed {
-                            adapter: NAME,
-                            url,
-                            msg: "@odata.nextLink points outside graph_url".into(),
-                        });
+                    if !link_inside(&self.graph, &next) {
+                        return Err(self
+                            .http
+                            .malformed(&url, "@odata.nextLink points outside graph_url"));
                     }
                     url = next;
                 }
             }
         }
-        AdapterStats::inc(&self.http.stats().bad_responses);
-        Err(AdapterError::Malformed {
-            adapter: NAME,
-            url,
-            msg: format!("more than {MAX_PAGES} pages"),
-        })
+        Err(self
+            .http
+            .malformed(&url, format_args!("more than {MAX_PAGES} pages")))
     }
 
     /// One full pull: iOS and iPadOS devices with their detected apps.
@@ -145,34 +141,90 @@ impl Intune {
                 encode_query(&filter),
                 encode_query(SELECT)
             );
-            for v in self.collect(url).await? {
-                let Ok(md) = serde_json::from_value::<ManagedDevice>(v) else {
-                    AdapterStats::inc(&stats.devices_skipped);
-                    continue;
-                };
-                let Some((device, graph_id)) = map_device(&md, stats) else {
-                    AdapterStats::inc(&stats.devices_skipped);
-                    continue;
-                };
+            let devices = self
+                .collect(url, |body| parse_devices_page(body, stats))
+                .await?;
+            for (device, graph_id) in devices {
                 let apps_url = format!(
                     "{}/v1.0/deviceManagement/managedDevices/{graph_id}/detectedApps",
                     self.graph
                 );
-                let mut apps = Vec::new();
-                for a in self.collect(apps_url).await? {
-                    match serde_json::from_value::<DetectedApp>(a)
-                        .ok()
-                        .and_then(|a| map_app(a, &device.id))
-                    {
-                        Some(app) => apps.push(app),
-                        None => AdapterStats::inc(&stats.apps_skipped),
-                    }
-                }
+                let apps = self
+                    .collect(apps_url, |body| parse_apps_page(body, &device.id, stats))
+                    .await?;
                 entries.push((device, apps));
             }
         }
         build_inventory(entries, NAME, stats)
     }
+}
+
+/// One page of a Graph collection: its items that mapped (the others are counted as
+/// skipped) and the link to the next page.
+#[derive(Debug)]
+pub struct GraphPage<T> {
+    /// The mapped items.
+    pub items: Vec<T>,
+    /// `@odata.nextLink`, not yet checked (see [`link_inside`]).
+    pub next_link: Option<String>,
+}
+
+/// True if `next` (an `@odata.nextLink`) points under `graph` (the configured
+/// `graph_url`): only then may the bearer token be sent to it.
+pub fn link_inside(graph: &str, next: &str) -> bool {
+    next.strip_prefix(graph)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
+fn parse_collection(body: &[u8]) -> Result<Collection, String> {
+    serde_json::from_slice(body).map_err(|e| e.to_string())
+}
+
+/// Parses one page of `managedDevices`: each device that maps, with its Graph id; a
+/// device without a usable id is skipped and counted in `stats`.
+pub fn parse_devices_page(
+    body: &[u8],
+    stats: &AdapterStats,
+) -> Result<GraphPage<(Device, String)>, String> {
+    let c = parse_collection(body)?;
+    let mut items = Vec::with_capacity(c.value.len());
+    for v in c.value {
+        match serde_json::from_value::<ManagedDevice>(v)
+            .ok()
+            .and_then(|md| map_device(&md, stats))
+        {
+            Some(d) => items.push(d),
+            None => AdapterStats::inc(&stats.devices_skipped),
+        }
+    }
+    Ok(GraphPage {
+        items,
+        next_link: c.next_link,
+    })
+}
+
+/// Parses one page of a device's `detectedApps` (device `device_id`): each app whose
+/// name is a bundle id; the others are skipped and counted in `stats`.
+pub fn parse_apps_page(
+    body: &[u8],
+    device_id: &str,
+    stats: &AdapterStats,
+) -> Result<GraphPage<InstalledApp>, String> {
+    let c = parse_collection(body)?;
+    let mut items = Vec::with_capacity(c.value.len());
+    for v in c.value {
+        match serde_json::from_value::<DetectedApp>(v)
+            .ok()
+            .and_then(|a| map_app(a, device_id))
+        {
+            Some(app) => items.push(app),
+            None => AdapterStats::inc(&stats.apps_skipped),
+        }
+    }
+    Ok(GraphPage {
+        items,
+        next_link: c.next_link,
+    })
 }
 
 /// Maps one managed device and returns its Graph id; `None` without a usable id.

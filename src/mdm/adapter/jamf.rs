@@ -8,7 +8,7 @@
 //! answering cannot loop it; a webhook yields at most one reported event and one device
 //! to re-pull.
 
-use super::http::{encode_query, get_json_authed, Http, HttpOptions, TokenSource};
+use super::http::{encode_query, get_authed, Http, HttpOptions, TokenSource};
 use super::{
     build_inventory, device_id, non_empty, read_secret, vendor_mac, AdapterError, AdapterStats,
     MAX_DEVICES,
@@ -148,27 +148,18 @@ impl Jamf {
         let mut page = 0usize;
         loop {
             let url = self.detail_url(page, filter);
-            let p: Page = get_json_authed(&self.http, &self.tokens, &url).await?;
+            let body = get_authed(&self.http, &self.tokens, &url).await?;
+            let p = parse_detail_page(&body, stats).map_err(|e| self.http.malformed(&url, e))?;
             // Every page but the last holds at least one device (a server may cap the
             // page size below ours), so more pages than devices means it does not end.
             if p.total_count > MAX_DEVICES as u64 || page as u64 > p.total_count {
-                AdapterStats::inc(&stats.bad_responses);
-                return Err(AdapterError::Malformed {
-                    adapter: NAME,
-                    url,
-                    msg: format!("paging does not end (totalCount {})", p.total_count),
-                });
+                return Err(self.http.malformed(
+                    &url,
+                    format_args!("paging does not end (totalCount {})", p.total_count),
+                ));
             }
-            let n = p.results.len() as u64;
-            for v in p.results {
-                match serde_json::from_value::<JamfDevice>(v) {
-                    Ok(d) => match map_device(d, stats) {
-                        Some(e) => out.push(e),
-                        None => AdapterStats::inc(&stats.devices_skipped),
-                    },
-                    Err(_) => AdapterStats::inc(&stats.devices_skipped),
-                }
-            }
+            let n = p.results;
+            out.extend(p.devices);
             seen += n;
             if n == 0 || seen >= p.total_count {
                 return Ok(out);
@@ -196,6 +187,39 @@ impl Jamf {
         let mut found = self.pull_pages(Some(&filter)).await?;
         Ok(found.pop())
     }
+}
+
+/// One page of `GET /api/v2/mobile-devices/detail`.
+#[derive(Debug)]
+pub struct DetailPage {
+    /// The `totalCount` the server announces.
+    pub total_count: u64,
+    /// Entries in `results`, mapped or not.
+    pub results: u64,
+    /// The devices that mapped, with their apps (the others are counted as skipped).
+    pub devices: Vec<(Device, Vec<InstalledApp>)>,
+}
+
+/// Parses one detail page: `Err` if the body is not a page; a device that does not map
+/// is skipped and counted in `stats`, never the page.
+pub fn parse_detail_page(body: &[u8], stats: &AdapterStats) -> Result<DetailPage, String> {
+    let p: Page = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let results = p.results.len() as u64;
+    let mut devices = Vec::with_capacity(p.results.len());
+    for v in p.results {
+        match serde_json::from_value::<JamfDevice>(v) {
+            Ok(d) => match map_device(d, stats) {
+                Some(e) => devices.push(e),
+                None => AdapterStats::inc(&stats.devices_skipped),
+            },
+            Err(_) => AdapterStats::inc(&stats.devices_skipped),
+        }
+    }
+    Ok(DetailPage {
+        total_count: p.total_count,
+        results,
+        devices,
+    })
 }
 
 /// Maps one Jamf device; `None` if it has no usable id.

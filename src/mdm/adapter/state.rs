@@ -198,22 +198,32 @@ impl InventoryTracker {
             write_atomic(&inv_path, inventory_to_json(&self.current).as_bytes())
                 .map_err(|e| io(&inv_path, e))?;
         }
-        let cursor = Cursor {
-            last_success: format_rfc3339(now_ns),
-            fingerprint: self.current.fingerprint().to_string(),
-            devices: self.current.devices().len(),
-        };
-        let text = serde_json::to_string(&cursor).unwrap_or_default() + "\n";
+        let text = cursor_json(&self.current, now_ns);
         write_atomic(&cur_path, text.as_bytes()).map_err(|e| io(&cur_path, e))
     }
 
     /// The persisted cursor's last success time (ns), if any: where a restarted poller
     /// resumes its schedule.
     pub fn saved_last_success(&self) -> Option<u64> {
-        let text = std::fs::read_to_string(self.cursor_path()?).ok()?;
-        let c: Cursor = serde_json::from_str(&text).ok()?;
-        crate::mdm::parse_rfc3339(&c.last_success)
+        parse_cursor(&std::fs::read_to_string(self.cursor_path()?).ok()?)
     }
+}
+
+/// The last success time (ns) of a cursor file's text; `None` if it is not a cursor
+/// (the poller then starts its schedule afresh).
+pub fn parse_cursor(text: &str) -> Option<u64> {
+    let c: Cursor = serde_json::from_str(text).ok()?;
+    crate::mdm::parse_rfc3339(&c.last_success)
+}
+
+/// A cursor file's text for an inventory pulled at `now_ns`.
+pub fn cursor_json(inventory: &Inventory, now_ns: u64) -> String {
+    let cursor = Cursor {
+        last_success: format_rfc3339(now_ns),
+        fingerprint: inventory.fingerprint().to_string(),
+        devices: inventory.devices().len(),
+    };
+    serde_json::to_string(&cursor).unwrap_or_default() + "\n"
 }
 
 #[cfg(test)]

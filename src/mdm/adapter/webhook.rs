@@ -16,7 +16,7 @@
 use super::{constant_time_eq, jamf, micromdm, wall_clock_ns, AdapterStats, Secret};
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use std::sync::{Arc, Mutex};
@@ -106,12 +106,55 @@ impl TokenBucket {
     }
 }
 
-struct Shared {
+/// The receiver: its secret, options, rate limit, counters and routes, shared by all
+/// its connections.
+pub struct Receiver {
     secret: Secret,
     opts: WebhookOptions,
     bucket: Mutex<TokenBucket>,
     stats: Arc<AdapterStats>,
     routes: Routes,
+}
+
+impl Receiver {
+    /// A receiver with a full rate-limit bucket.
+    pub fn new(
+        secret: Secret,
+        opts: WebhookOptions,
+        stats: Arc<AdapterStats>,
+        routes: Routes,
+    ) -> Receiver {
+        Receiver {
+            bucket: Mutex::new(TokenBucket::new(
+                opts.rate_per_sec,
+                opts.burst,
+                Instant::now(),
+            )),
+            secret,
+            opts,
+            stats,
+            routes,
+        }
+    }
+
+    /// Serves the HTTP/1.1 requests of one connection (any byte stream: a TCP socket,
+    /// or an in-memory pipe in tests and the fuzz harness) until it closes.
+    pub async fn serve_connection<IO>(self: Arc<Self>, io: IO)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = hyper::service::service_fn(move |req| {
+            let receiver = Arc::clone(&self);
+            async move { Ok::<_, std::convert::Infallible>(receiver.handle(req).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            // A client that shuts its side after the request still gets the answer.
+            .half_close(true)
+            .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+            .await;
+    }
 }
 
 /// Serves webhooks on `listener` until the task is dropped or `listener` fails.
@@ -123,17 +166,7 @@ pub async fn serve(
     stats: Arc<AdapterStats>,
     routes: Routes,
 ) -> std::io::Result<()> {
-    let shared = Arc::new(Shared {
-        bucket: Mutex::new(TokenBucket::new(
-            opts.rate_per_sec,
-            opts.burst,
-            Instant::now(),
-        )),
-        secret,
-        opts,
-        stats,
-        routes,
-    });
+    let receiver = Arc::new(Receiver::new(secret, opts, stats, routes));
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = Arc::clone(&slots)
@@ -141,17 +174,9 @@ pub async fn serve(
             .await
             .map_err(std::io::Error::other)?;
         let (stream, _) = listener.accept().await?;
-        let shared = Arc::clone(&shared);
+        let receiver = Arc::clone(&receiver);
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let shared = Arc::clone(&shared);
-                async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+            receiver.serve_connection(stream).await;
             drop(permit);
         });
     }
@@ -191,92 +216,99 @@ pub fn authorized(header: Option<&[u8]>, secret: &Secret) -> bool {
     false
 }
 
-async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let stats = &shared.stats;
-    let route = match req.uri().path() {
-        "/webhook/jamf" if shared.routes.jamf.is_some() => 0,
-        "/webhook/micromdm" | "/webhook/nanomdm" if shared.routes.micromdm.is_some() => 1,
-        _ => return reply(StatusCode::NOT_FOUND, "not found\n"),
-    };
-    if req.method() != hyper::Method::POST {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, "POST only\n");
-    }
-    let allowed = shared
-        .bucket
-        .lock()
-        .map(|mut b| b.take(Instant::now()))
-        .unwrap_or(false);
-    if !allowed {
-        AdapterStats::inc(&stats.webhooks_rate_limited);
-        return reply(StatusCode::TOO_MANY_REQUESTS, "rate limited\n");
-    }
-    let auth = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    if !authorized(auth, &shared.secret) {
-        AdapterStats::inc(&stats.webhooks_unauthorized);
-        return reply(StatusCode::UNAUTHORIZED, "unauthorized\n");
-    }
-    let max = shared.opts.max_body;
-    let declared = req
-        .headers()
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        AdapterStats::inc(&stats.webhooks_too_large);
-        return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
-    }
-    let body = match tokio::time::timeout(
-        BODY_TIMEOUT,
-        Limited::new(req.into_body(), max).collect(),
-    )
-    .await
-    {
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(_)) => {
+impl Receiver {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let shared = self;
+        let stats = &shared.stats;
+        let route = match req.uri().path() {
+            "/webhook/jamf" if shared.routes.jamf.is_some() => 0,
+            "/webhook/micromdm" | "/webhook/nanomdm" if shared.routes.micromdm.is_some() => 1,
+            _ => return reply(StatusCode::NOT_FOUND, "not found\n"),
+        };
+        if req.method() != hyper::Method::POST {
+            return reply(StatusCode::METHOD_NOT_ALLOWED, "POST only\n");
+        }
+        let allowed = shared
+            .bucket
+            .lock()
+            .map(|mut b| b.take(Instant::now()))
+            .unwrap_or(false);
+        if !allowed {
+            AdapterStats::inc(&stats.webhooks_rate_limited);
+            return reply(StatusCode::TOO_MANY_REQUESTS, "rate limited\n");
+        }
+        let auth = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        if !authorized(auth, &shared.secret) {
+            AdapterStats::inc(&stats.webhooks_unauthorized);
+            return reply(StatusCode::UNAUTHORIZED, "unauthorized\n");
+        }
+        let max = shared.opts.max_body;
+        let declared = req
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
             AdapterStats::inc(&stats.webhooks_too_large);
             return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
         }
-        Err(_) => {
-            AdapterStats::inc(&stats.webhooks_malformed);
-            return reply(StatusCode::REQUEST_TIMEOUT, "body too slow\n");
-        }
-    };
-    let name = if route == 0 {
-        jamf::NAME
-    } else {
-        micromdm::NAME
-    };
-    let queued = match route {
-        0 => match jamf::parse_webhook(&body, wall_clock_ns()) {
-            Ok(Some(h)) => shared.routes.jamf.as_ref().map(|tx| tx.try_send(h).is_ok()),
-            Ok(None) => None,
-            Err(msg) => return malformed(stats, name, &msg),
-        },
-        _ => match micromdm::parse_webhook(&body) {
-            Ok(Some(h)) => shared
-                .routes
-                .micromdm
-                .as_ref()
-                .map(|tx| tx.try_send(h).is_ok()),
-            Ok(None) => None,
-            Err(msg) => return malformed(stats, name, &msg),
-        },
-    };
-    match queued {
-        None => {
-            AdapterStats::inc(&stats.webhooks_ignored);
-            reply(StatusCode::OK, "ignored\n")
-        }
-        Some(true) => {
-            AdapterStats::inc(&stats.webhooks_accepted);
-            reply(StatusCode::ACCEPTED, "accepted\n")
-        }
-        Some(false) => {
-            AdapterStats::inc(&stats.webhooks_queue_full);
-            reply(StatusCode::SERVICE_UNAVAILABLE, "busy\n")
+        let body =
+            match tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), max).collect())
+                .await
+            {
+                Ok(Ok(b)) => b.to_bytes(),
+                Ok(Err(e)) if e.is::<LengthLimitError>() => {
+                    AdapterStats::inc(&stats.webhooks_too_large);
+                    return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
+                }
+                Ok(Err(_)) => {
+                    // The sender closed or broke the body (fewer bytes than its Content-Length,
+                    // bad chunked framing): malformed, not too large.
+                    AdapterStats::inc(&stats.webhooks_malformed);
+                    return reply(StatusCode::BAD_REQUEST, "body incomplete\n");
+                }
+                Err(_) => {
+                    AdapterStats::inc(&stats.webhooks_malformed);
+                    return reply(StatusCode::REQUEST_TIMEOUT, "body too slow\n");
+                }
+            };
+        let name = if route == 0 {
+            jamf::NAME
+        } else {
+            micromdm::NAME
+        };
+        let queued = match route {
+            0 => match jamf::parse_webhook(&body, wall_clock_ns()) {
+                Ok(Some(h)) => shared.routes.jamf.as_ref().map(|tx| tx.try_send(h).is_ok()),
+                Ok(None) => None,
+                Err(msg) => return malformed(stats, name, &msg),
+            },
+            _ => match micromdm::parse_webhook(&body) {
+                Ok(Some(h)) => shared
+                    .routes
+                    .micromdm
+                    .as_ref()
+                    .map(|tx| tx.try_send(h).is_ok()),
+                Ok(None) => None,
+                Err(msg) => return malformed(stats, name, &msg),
+            },
+        };
+        match queued {
+            None => {
+                AdapterStats::inc(&stats.webhooks_ignored);
+                reply(StatusCode::OK, "ignored\n")
+            }
+            Some(true) => {
+                AdapterStats::inc(&stats.webhooks_accepted);
+                reply(StatusCode::ACCEPTED, "accepted\n")
+            }
+            Some(false) => {
+                AdapterStats::inc(&stats.webhooks_queue_full);
+                reply(StatusCode::SERVICE_UNAVAILABLE, "busy\n")
+            }
         }
     }
 }

@@ -136,6 +136,24 @@ impl QuicError {
             Self::TooManyCryptoFrames => "too_many_crypto_frames",
         }
     }
+
+    /// The key counting this error in the `flow_anomalies` stats: the reason with the
+    /// `quic_` prefix, so it cannot be mistaken for another parser's.
+    pub fn anomaly_key(&self) -> &'static str {
+        match self {
+            Self::Truncated => "quic_truncated",
+            Self::CidTooLong(_) => "quic_cid_too_long",
+            Self::BadLength => "quic_bad_length",
+            Self::UnknownVersion(_) => "quic_unknown_version",
+            Self::KeyVersionMismatch(_) => "quic_key_version_mismatch",
+            Self::TooShortForSample => "quic_too_short_for_sample",
+            Self::DecryptFailed => "quic_decrypt_failed",
+            Self::InvalidFrame(_) => "quic_invalid_frame",
+            Self::FrameTruncated => "quic_frame_truncated",
+            Self::CryptoOffsetTooLarge(_) => "quic_crypto_offset_too_large",
+            Self::TooManyCryptoFrames => "quic_too_many_crypto_frames",
+        }
+    }
 }
 
 /// Builds a protected QUIC v1 client Initial carrying `frames` (plaintext frame

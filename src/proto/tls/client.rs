@@ -13,8 +13,9 @@ use tls_parser::{
     parse_tls_extension_sni_content, parse_tls_handshake_client_hello, SNIType, TlsExtension,
 };
 
-use super::fingerprint::{self, escape_name, is_grease, Ja4Input};
+use super::fingerprint::{self, is_grease, Ja4Input};
 use super::{ext, split_extensions, TlsError, Transport};
+use crate::proto::text::escape_name;
 
 /// Named groups that carry a post-quantum hybrid or draft Kyber key exchange:
 /// X25519MLKEM768 (0x11ec), SecP256r1MLKEM768 (0x11eb), SecP384r1MLKEM1024 (0x11ed),

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
 pub use client::{parse_client_hello, ClientHello, PQ_HYBRID_GROUPS};
-pub use fingerprint::{escape_name, is_grease, ja4, Ja4Input, JA4_MAX_COUNT};
+pub use fingerprint::{is_grease, ja4, Ja4Input, JA4_MAX_COUNT};
 pub use server::{parse_server_hello, session_resumed, Certificate, ServerHello, HRR_RANDOM};
 
 use server::{read_certificate, CertRead};

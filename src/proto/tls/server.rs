@@ -12,8 +12,9 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
 use super::client::ClientHello;
-use super::fingerprint::{self, escape_name, hex};
+use super::fingerprint::{self, hex};
 use super::{ext, split_extensions, TlsError};
+use crate::proto::text::escape_name;
 
 /// The ServerHello random that marks a HelloRetryRequest: SHA-256("HelloRetryRequest").
 pub const HRR_RANDOM: [u8; 32] = [
@@ -226,16 +227,7 @@ fn u24_prefixed(b: &[u8]) -> Option<&[u8]> {
 fn rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
-    // Civil-from-days (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::capture::civil_from_days(days);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         sod / 3600,

@@ -1,0 +1,8 @@
+#![no_main]
+//! Fuzz target `state`: see `harness::state` for the input format and what it checks.
+
+#[path = "../harness/mod.rs"]
+#[allow(dead_code)]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::state(data));
