@@ -983,7 +983,16 @@ fn an1717_alerts_live_equal_the_replay_of_what_was_captured() {
     let recorded = ns.dir.join("recorded.pcap");
     let mut tcpdump = Command::new("ip")
         .args(["netns", "exec", &ns.rx_ns, "tcpdump", "-n"])
-        .args(["--time-stamp-precision=nano", "-i", &ns.rx_if, "-w"])
+        // 64 MiB of kernel buffer (the default 2 MiB is about what the 8,304-packet demo
+        // takes at top speed: a busy machine made tcpdump drop some).
+        .args([
+            "-B",
+            "65536",
+            "--time-stamp-precision=nano",
+            "-i",
+            &ns.rx_if,
+            "-w",
+        ])
         .arg(&recorded)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
