@@ -793,8 +793,8 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
             while bt < s1 {
                 let n = b.rng.range(3, 6);
                 for k in 0..n {
-                    let name =
-                        app.domains[(b.rng.next_u64() % app.domains.len() as u64) as usize].to_string();
+                    let name = app.domains[(b.rng.next_u64() % app.domains.len() as u64) as usize]
+                        .to_string();
                     let start = bt + k * b.rng.range(50, 400) * 1_000_000;
                     let dur = b.rng.range(300, 4000) * 1_000_000;
                     let (up, down) = (b.rng.range(1_000, 20_000), b.rng.range(5_000, 400_000));
