@@ -120,28 +120,33 @@ pub struct Scenario {
     pub truth: Truth,
 }
 
-/// splitmix64: small, deterministic, good enough for simulation.
-struct Rng(u64);
+/// splitmix64: small, deterministic, good enough for simulation (also the benchmark
+/// capture generator's: a seed gives the same output on every machine).
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
+    /// Uniform in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
     fn f(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
     fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1).max(1)
+        lo + self.next_u64() % (hi - lo + 1).max(1)
     }
     fn chance(&mut self, p: f64) -> bool {
         self.f() < p
     }
     fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[(self.next() % v.len() as u64) as usize]
+        &v[(self.next_u64() % v.len() as u64) as usize]
     }
 }
 
@@ -541,8 +546,8 @@ impl Builder {
             malicious,
         });
         let (cm, sm, c, s) = (dev.mac, GW_MAC, dev.ip, dip);
-        let mut cseq: u32 = (self.rng.next() & 0xffff_ffff) as u32;
-        let mut sseq: u32 = (self.rng.next() & 0xffff_ffff) as u32;
+        let mut cseq: u32 = (self.rng.next_u64() & 0xffff_ffff) as u32;
+        let mut sseq: u32 = (self.rng.next_u64() & 0xffff_ffff) as u32;
         let t0 = spec.start;
         let rtt = 20_000_000 + self.rng.range(0, 30_000_000);
         let push = |pk: &mut Vec<(u64, Vec<u8>, u32)>,
@@ -735,7 +740,7 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
             ];
             for _ in 0..n {
                 let kind = *b.rng.pick(&kinds);
-                let idx = (b.rng.next() % sessions.len() as u64) as usize;
+                let idx = (b.rng.next_u64() % sessions.len() as u64) as usize;
                 if plans.iter().any(|p| p.1 == idx) {
                     continue;
                 }
@@ -788,8 +793,8 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
             while bt < s1 {
                 let n = b.rng.range(3, 6);
                 for k in 0..n {
-                    let name =
-                        app.domains[(b.rng.next() % app.domains.len() as u64) as usize].to_string();
+                    let name = app.domains[(b.rng.next_u64() % app.domains.len() as u64) as usize]
+                        .to_string();
                     let start = bt + k * b.rng.range(50, 400) * 1_000_000;
                     let dur = b.rng.range(300, 4000) * 1_000_000;
                     let (up, down) = (b.rng.range(1_000, 20_000), b.rng.range(5_000, 400_000));
@@ -853,7 +858,7 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
                     "beacon_new_domain" => {
                         let name = format!(
                             "{}.cdn-sync{}.net",
-                            ["m", "api", "t", "v2"][(b.rng.next() % 4) as usize],
+                            ["m", "api", "t", "v2"][(b.rng.next_u64() % 4) as usize],
                             b.rng.range(10, 9999)
                         );
                         // First contact while in the foreground.
@@ -899,7 +904,7 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
                         let n = b.rng.range(3, 6);
                         for _ in 0..n {
                             let name = app.domains
-                                [(b.rng.next() % app.domains.len() as u64) as usize]
+                                [(b.rng.next_u64() % app.domains.len() as u64) as usize]
                                 .to_string();
                             let dur = b.rng.range(5, 30) * S;
                             {

@@ -16,6 +16,7 @@
 //! Usage: `nightjar-benchgen --out FILE [--seed N] [--packets N] [--flows N] INPUT...`
 
 use nightjar::capture::{open_path, LinkType};
+use nightjar::scenario::Rng;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{BufWriter, Write};
@@ -31,21 +32,6 @@ const TCP_MSS: usize = 1448;
 const QUIC_DATAGRAM: usize = 1350;
 /// Start of the output's packet time (2025-01-01T00:00:00Z).
 const BASE_TS_US: u64 = 1_735_689_600_000_000;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// Where the rewritable fields of one Ethernet frame are.
 #[derive(Clone, Copy)]
@@ -340,7 +326,7 @@ fn main() {
     let mut rng = Rng(a.seed);
     let mut noise = vec![0u8; 1 << 16];
     for b in noise.iter_mut() {
-        *b = rng.next() as u8;
+        *b = rng.next_u64() as u8;
     }
     let file = std::fs::File::create(&a.out).unwrap_or_else(|e| {
         eprintln!("{}: {e}", a.out.display());

@@ -16,32 +16,19 @@ impl Writer {
             out: Vec::new(),
         }
     }
-    fn u16(&mut self, v: u16) -> &mut Self {
-        let b = if self.big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        self.out.extend(b);
+    /// Appends a value given in both byte orders, keeping the writer's.
+    fn put<const N: usize>(&mut self, be: [u8; N], le: [u8; N]) -> &mut Self {
+        self.out.extend(if self.big { be } else { le });
         self
+    }
+    fn u16(&mut self, v: u16) -> &mut Self {
+        self.put(v.to_be_bytes(), v.to_le_bytes())
     }
     fn u32(&mut self, v: u32) -> &mut Self {
-        let b = if self.big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        self.out.extend(b);
-        self
+        self.put(v.to_be_bytes(), v.to_le_bytes())
     }
     fn i64(&mut self, v: i64) -> &mut Self {
-        let b = if self.big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        self.out.extend(b);
-        self
+        self.put(v.to_be_bytes(), v.to_le_bytes())
     }
     fn bytes(&mut self, b: &[u8]) -> &mut Self {
         self.out.extend(b);

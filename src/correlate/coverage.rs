@@ -313,20 +313,7 @@ impl AppTally {
         );
         r.put("nightjar.governance.alerts", self.alerts);
         r.put("nightjar.governance.max_risk_score", self.max_risk);
-        r.put("nightjar.governance.posture.in_catalog", posture.in_catalog);
-        r.put(
-            "nightjar.governance.posture.background_modes",
-            json!(posture.background_modes),
-        );
-        r.put(
-            "nightjar.governance.posture.network_extensions",
-            json!(posture.network_extensions),
-        );
-        r.put("nightjar.governance.posture.push", posture.push);
-        r.put(
-            "nightjar.governance.posture.persistence_score",
-            posture.persistence_score,
-        );
+        posture.put_into(&mut r, "nightjar.governance");
         let mut findings = Vec::new();
         if !posture.in_catalog {
             findings.push("not in the catalog: entitlement posture unknown".to_string());

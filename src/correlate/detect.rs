@@ -369,6 +369,17 @@ impl Posture {
         }
     }
 
+    /// Writes the declared posture (not the weight) under `{prefix}.posture.*`: alerts
+    /// and the governance summary show it the same way.
+    pub fn put_into(&self, r: &mut Record, prefix: &str) {
+        let key = |field: &str| format!("{prefix}.posture.{field}");
+        r.put(&key("in_catalog"), self.in_catalog);
+        r.put(&key("background_modes"), json!(self.background_modes));
+        r.put(&key("network_extensions"), json!(self.network_extensions));
+        r.put(&key("push"), self.push);
+        r.put(&key("persistence_score"), self.persistence_score);
+    }
+
     /// True when the posture declares any way to run in the background.
     pub fn declares_background(&self) -> bool {
         !self.background_modes.is_empty() || !self.network_extensions.is_empty() || self.push
@@ -1525,20 +1536,7 @@ impl Detector {
         r.put("nightjar.alert.score.base", scored.base);
         r.put("nightjar.alert.score.posture_weight", posture.weight);
         r.put_ser("nightjar.alert.features", &scored.features);
-        r.put("nightjar.alert.posture.in_catalog", posture.in_catalog);
-        r.put(
-            "nightjar.alert.posture.background_modes",
-            json!(posture.background_modes),
-        );
-        r.put(
-            "nightjar.alert.posture.network_extensions",
-            json!(posture.network_extensions),
-        );
-        r.put("nightjar.alert.posture.push", posture.push);
-        r.put(
-            "nightjar.alert.posture.persistence_score",
-            posture.persistence_score,
-        );
+        posture.put_into(&mut r, "nightjar.alert");
         r.put(
             "nightjar.alert.posture.declares_background",
             posture.declares_background(),

@@ -49,6 +49,12 @@ pub(crate) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// A family with one unlabelled sample.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
 fn labelled(out: &mut String, name: &str, label: &str, values: &BTreeMap<String, u64>) {
     for (k, v) in values {
         let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {v}", escape(k));
@@ -165,16 +171,12 @@ impl Endpoint {
             "nightjar_queue_drops_total{{stage=\"output\"}} {}",
             self.state.output_errors.load(Ordering::Relaxed)
         );
-        family(
+        single(
             &mut out,
             "nightjar_merge_released_early_total",
             "counter",
             "Observations released before every shard's clock passed them (merge bound reached).",
-        );
-        let _ = writeln!(
-            out,
-            "nightjar_merge_released_early_total {}",
-            self.state.merge_released_early.load(Ordering::Relaxed)
+            self.state.merge_released_early.load(Ordering::Relaxed),
         );
 
         family(
@@ -230,27 +232,19 @@ impl Endpoint {
             &decode,
         );
 
-        family(
+        single(
             &mut out,
             "nightjar_records_written_total",
             "counter",
             "Records written to the output.",
+            self.state.records_written.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "nightjar_records_written_total {}",
-            self.state.records_written.load(Ordering::Relaxed)
-        );
-        family(
+        single(
             &mut out,
             "nightjar_alerts_total",
             "counter",
             "AN1717 alert records written (created and updated).",
-        );
-        let _ = writeln!(
-            out,
-            "nightjar_alerts_total {}",
-            self.state.alerts.load(Ordering::Relaxed)
+            self.state.alerts.load(Ordering::Relaxed),
         );
         family(
             &mut out,

@@ -79,6 +79,25 @@ pub async fn sync_once(cfg: &MdmConfig, opts: &HttpOptions) -> Result<SyncResult
     Ok(SyncResult { inventory, stats })
 }
 
+/// Counts a full pull and diffs its inventory into the tracker (the derived events),
+/// or logs and counts its failure, keeping the last good inventory.
+fn apply_pull(
+    pulled: Result<Inventory, AdapterError>,
+    tracker: &mut InventoryTracker,
+    stats: &AdapterStats,
+) -> Vec<LifecycleEvent> {
+    match pulled {
+        Ok(inv) => {
+            AdapterStats::inc(&stats.pulls_ok);
+            tracker.apply(inv, wall_clock_ns())
+        }
+        Err(e) => {
+            tracker.fail(&e, wall_clock_ns());
+            Vec::new()
+        }
+    }
+}
+
 /// Time until the next poll: `interval` after the last success (persisted across
 /// restarts), now if that is past or unknown.
 fn first_delay(last_success_ns: Option<u64>, interval: Duration, now_ns: u64) -> Duration {
@@ -110,16 +129,7 @@ pub async fn run_jamf(
     loop {
         tokio::select! {
             () = &mut poll => {
-                let events = match jamf.pull().await {
-                    Ok(inv) => {
-                        AdapterStats::inc(&stats.pulls_ok);
-                        tracker.apply(inv, wall_clock_ns())
-                    }
-                    Err(e) => {
-                        tracker.fail(&e, wall_clock_ns());
-                        Vec::new()
-                    }
-                };
+                let events = apply_pull(jamf.pull().await, &mut tracker, &stats);
                 if !out.publish(tracker.current(), events).await {
                     return;
                 }
@@ -179,16 +189,7 @@ pub async fn run_intune(
     ))
     .await;
     loop {
-        let events = match intune.pull().await {
-            Ok(inv) => {
-                AdapterStats::inc(&stats.pulls_ok);
-                tracker.apply(inv, wall_clock_ns())
-            }
-            Err(e) => {
-                tracker.fail(&e, wall_clock_ns());
-                Vec::new()
-            }
-        };
+        let events = apply_pull(intune.pull().await, &mut tracker, &stats);
         if !out.publish(tracker.current(), events).await {
             return;
         }
