@@ -11,10 +11,12 @@
 //! takeover neither loses nor repeats them. Invariants: offsets are committed
 //! only after the records of every offset below them were written to the
 //! output and acknowledged by the records topic; a partition being revoked is
-//! committed in the rebalance callback before it moves; an alert is committed
-//! as soon as it is written, so a crash cannot repeat an alert (it can repeat
-//! the flow records of at most one `commit_interval`, which carry their flow
-//! ids and Community IDs).
+//! committed in the rebalance callback before it moves, and a message fetched
+//! before its partition was revoked is left to the new owner; an alert is
+//! committed as soon as it is written, so only a crash inside that one
+//! synchronous commit can repeat an alert (with the same `event.id`); a crash
+//! can repeat the flow records of at most one `commit_interval`, which carry
+//! their flow ids and Community IDs.
 
 use super::config::FleetConfig;
 use super::kafka::{client_config, FleetError};
@@ -25,7 +27,7 @@ use crate::pipeline::replay::ReplayReport;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,6 +59,8 @@ pub struct ConsumerStats {
     pub commits: u64,
     /// Commits the group refused (a partition already moved to another member).
     pub commit_errors: u64,
+    /// Messages of a partition revoked before they were processed (left to its new owner).
+    pub not_owned: u64,
     /// Offsets skipped because the partition no longer held them (retention).
     pub offset_gaps: u64,
     /// Messages behind the partitions' ends at the last check (consumer lag).
@@ -74,6 +78,10 @@ struct Shared {
     committed: BTreeMap<i32, i64>,
     /// Partitions revoked by the last rebalance: their correlators are dropped.
     revoked: Vec<i32>,
+    /// Partitions the group gives this member now. A message of any other
+    /// partition (fetched before a revocation) is not processed: its new owner
+    /// writes its records.
+    owned: BTreeSet<i32>,
     stats: ConsumerStats,
     error: Option<String>,
 }
@@ -131,9 +139,18 @@ impl ConsumerContext for CorrelatorContext {
                 for e in tpl.elements() {
                     let p = e.partition();
                     s.revoked.push(p);
+                    s.owned.remove(&p);
                     s.processed.remove(&p);
                     s.committed.remove(&p);
                 }
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            if let Ok(mut s) = self.shared.lock() {
+                s.owned.extend(tpl.elements().iter().map(|e| e.partition()));
             }
         }
     }
@@ -186,6 +203,7 @@ pub fn consume(
             processed: BTreeMap::new(),
             committed: BTreeMap::new(),
             revoked: Vec::new(),
+            owned: BTreeSet::new(),
             stats: ConsumerStats::default(),
             error: None,
         }),
@@ -248,6 +266,16 @@ pub fn consume(
         last_message = Instant::now();
         let p = msg.partition();
         let off = msg.offset();
+        // A rebalance inside this poll may have revoked the partition.
+        if let Some(mut s) = shared(&consumer) {
+            for r in std::mem::take(&mut s.revoked) {
+                states.remove(&r);
+            }
+            if !s.owned.contains(&p) {
+                s.stats.not_owned += 1;
+                continue;
+            }
+        }
         if let std::collections::btree_map::Entry::Vacant(slot) = states.entry(p) {
             // Newly assigned: rebuild the partition's state from its first offset.
             let mut tpl = TopicPartitionList::new();
