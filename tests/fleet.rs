@@ -13,6 +13,7 @@
 
 mod common;
 
+use nightjar::correlate::baseline::Baselines;
 use nightjar::correlate::detect::DetectConfig;
 use nightjar::correlate::{AnalysisOptions, Correlator, CorrelatorOptions};
 use nightjar::fleet::config::{FleetConfig, RawFleet};
@@ -54,6 +55,13 @@ fn scenario() -> Scenario {
 }
 
 fn make_correlator(s: &Scenario) -> impl FnMut() -> Correlator + Send + 'static {
+    make_correlator_with(s, None)
+}
+
+fn make_correlator_with(
+    s: &Scenario,
+    baselines: Option<Baselines>,
+) -> impl FnMut() -> Correlator + Send + 'static {
     let inventory = Arc::new(mdm::parse_inventory(&s.inventory_json, "inventory").unwrap());
     let catalog = s.catalog_json.clone();
     let events = mdm::read_events(s.events_ndjson.as_bytes(), "events").unwrap();
@@ -64,7 +72,7 @@ fn make_correlator(s: &Scenario) -> impl FnMut() -> Correlator + Send + 'static 
         Correlator::new(CorrelatorOptions {
             inventory: Some(inventory.clone()),
             analysis: Some(AnalysisOptions {
-                baselines: None,
+                baselines: baselines.clone(),
                 detect: DetectConfig::default(),
                 evidence: None,
             }),
@@ -100,16 +108,29 @@ fn dataset(r: &Value) -> &str {
 /// The records of the single process (without its stats record, which counts packets
 /// a correlator never sees).
 fn role_all(s: &Scenario, pcap: &Path, dir: &Path) -> Vec<Value> {
-    let out = dir.join("all.json");
-    let mut correlator = make_correlator(s)();
+    role_all_with(s, pcap, dir, None).0
+}
+
+/// [`role_all`] starting from `baselines`; also gives the baselines it ends with.
+fn role_all_with(
+    s: &Scenario,
+    pcap: &Path,
+    dir: &Path,
+    baselines: Option<Baselines>,
+) -> (Vec<Value>, Baselines) {
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = dir.join(format!("all-{n}.json"));
+    let mut correlator = make_correlator_with(s, baselines)();
     let mut sink = Sink::file(&out).unwrap();
     let report = replay(&replay_opts(pcap), &mut correlator, &mut sink).unwrap();
     correlator.finish(&report, &mut sink).unwrap();
     sink.flush().unwrap();
-    read_records(&out)
+    let records = read_records(&out)
         .into_iter()
         .filter(|r| dataset(r) != "nightjar.stats")
-        .collect()
+        .collect();
+    (records, correlator.baselines().unwrap().clone())
 }
 
 fn fleet_config(brokers: &str, topic: &str, spool: &Path, extra: &str) -> FleetConfig {
@@ -154,6 +175,10 @@ fn correlate(s: &Scenario, cfg: &FleetConfig, out: &Path, idle: Duration) -> Con
 }
 
 fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
+    create_topics_with(brokers, topics, &[]);
+}
+
+fn create_topics_with(brokers: &str, topics: &[(&str, i32)], config: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
@@ -164,7 +189,13 @@ fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
         .unwrap();
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
+        .map(|(t, p)| {
+            config
+                .iter()
+                .fold(NewTopic::new(t, *p, TopicReplication::Fixed(1)), |n, (k, v)| {
+                    n.set(k, v)
+                })
+        })
         .collect();
     let res = rt
         .block_on(admin.create_topics(&new, &AdminOptions::new()))
@@ -196,6 +227,27 @@ fn lines(records: &[Value]) -> Vec<String> {
     v
 }
 
+/// Asserts equal [`lines`]; on a difference, names the first differing lines
+/// (records are long) and keeps both sides in `dir`.
+fn same_lines(got: &[Value], want: &[Value], dir: &Path) {
+    let (g, w) = (lines(got), lines(want));
+    if g == w {
+        return;
+    }
+    std::fs::write(dir.join("got.lines"), g.join("\n")).unwrap();
+    std::fs::write(dir.join("want.lines"), w.join("\n")).unwrap();
+    let gs: BTreeSet<&String> = g.iter().collect();
+    let ws: BTreeSet<&String> = w.iter().collect();
+    let extra: Vec<_> = gs.difference(&ws).take(3).map(|l| &l[..l.len().min(400)]).collect();
+    let missing: Vec<_> = ws.difference(&gs).take(3).map(|l| &l[..l.len().min(400)]).collect();
+    panic!(
+        "{} lines vs {} expected; unexpected {extra:#?}; missing {missing:#?}; both in {}",
+        g.len(),
+        w.len(),
+        dir.display()
+    );
+}
+
 fn alerts(records: &[Value]) -> Vec<String> {
     let mut v: Vec<String> = records
         .iter()
@@ -208,15 +260,9 @@ fn alerts(records: &[Value]) -> Vec<String> {
 
 #[test]
 fn sensor_broker_correlator_equals_role_all_on_tansu() {
-    let brokers =
-        std::env::var("NIGHTJAR_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    if let Err(why) = broker_reachable(&brokers) {
-        if std::env::var("NIGHTJAR_LIVE_TESTS").as_deref() == Ok("require") {
-            panic!("NIGHTJAR_LIVE_TESTS=require: {why}");
-        }
-        eprintln!("skipped: {why} (start Tansu as .ci/run does, or set NIGHTJAR_KAFKA_BROKERS)");
+    let Some(brokers) = tansu_or_skip() else {
         return;
-    }
+    };
     let dir = tmpdir("tansu");
     let s = scenario();
     let pcap = dir.join("day.pcap");
@@ -230,9 +276,19 @@ fn sensor_broker_correlator_equals_role_all_on_tansu() {
     let topic = format!("nj-eq-{}", std::process::id());
     create_topics(
         &brokers,
-        &[(&format!("{topic}.obs"), 1), (&format!("{topic}.rec"), 1)],
+        &[
+            (&format!("{topic}.obs"), 1),
+            (&format!("{topic}.rec"), 1),
+            (&format!("{topic}.bl"), 1),
+        ],
     );
-    let cfg = fleet_config(&brokers, &topic, &dir.join("spool"), "");
+    // Baselines shared (the default): one partition, so nothing of another's to merge.
+    let cfg = fleet_config(
+        &brokers,
+        &topic,
+        &dir.join("spool"),
+        &format!("baselines_topic = \"{topic}.bl\""),
+    );
     publish(&s, &pcap, &cfg);
     let out = dir.join("fleet.json");
     let stats = correlate(&s, &cfg, &out, Duration::from_secs(3));
@@ -245,6 +301,105 @@ fn sensor_broker_correlator_equals_role_all_on_tansu() {
         expected.len(),
         alerts(&expected).len(),
         stats.messages
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Skips (or, with `NIGHTJAR_LIVE_TESTS=require`, fails) without a broker.
+fn tansu_or_skip() -> Option<String> {
+    let brokers =
+        std::env::var("NIGHTJAR_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    if let Err(why) = broker_reachable(&brokers) {
+        if std::env::var("NIGHTJAR_LIVE_TESTS").as_deref() == Ok("require") {
+            panic!("NIGHTJAR_LIVE_TESTS=require: {why}");
+        }
+        eprintln!("skipped: {why} (start Tansu as .ci/run does, or set NIGHTJAR_KAFKA_BROKERS)");
+        return None;
+    }
+    Some(brokers)
+}
+
+/// A training day learned by one correlator reaches another correlator, of
+/// another group and observations topic, through the compacted baselines topic,
+/// exactly: its test day gives the records a single process gives when it
+/// starts from the baselines its own replay of the training day saved.
+#[test]
+fn baselines_shared_through_the_compacted_topic_equal_saved_baselines_on_tansu() {
+    let Some(brokers) = tansu_or_skip() else {
+        return;
+    };
+    let dir = tmpdir("baselines");
+    let day = |day: u32, malicious: bool| {
+        generate(&ScenarioConfig {
+            seed: 5,
+            devices: 6,
+            day,
+            malicious,
+            hours: 10,
+            ..ScenarioConfig::default()
+        })
+    };
+    let (train, test) = (day(0, false), day(1, true));
+    let (train_pcap, test_pcap) = (dir.join("train.pcap"), dir.join("test.pcap"));
+    std::fs::write(&train_pcap, &train.pcap).unwrap();
+    std::fs::write(&test_pcap, &test.pcap).unwrap();
+
+    // The single process: train, keep the baselines, test from them.
+    let (_, learned) = role_all_with(&train, &train_pcap, &dir, None);
+    assert!(!learned.scopes.is_empty(), "the training day teaches something");
+    let (expected, _) = role_all_with(&test, &test_pcap, &dir, Some(learned.clone()));
+    let (cold, _) = role_all_with(&test, &test_pcap, &dir, None);
+    assert_ne!(
+        alerts(&expected),
+        alerts(&cold),
+        "the scenario's alerts depend on the baselines (else this test could not fail)"
+    );
+
+    // The fleet: the trainer's correlator publishes what it learned; a correlator
+    // of another group reads it before scoring its own day.
+    let topic = format!("nj-bl-{}", std::process::id());
+    create_topics(
+        &brokers,
+        &[
+            (&format!("{topic}.train.obs"), 1),
+            (&format!("{topic}.test.obs"), 1),
+            (&format!("{topic}.rec"), 1),
+        ],
+    );
+    create_topics_with(
+        &brokers,
+        &[(&format!("{topic}.bl"), 1)],
+        &[("cleanup.policy", "compact")],
+    );
+    let cfg = |part: &str| {
+        let mut c = fleet_config(
+            &brokers,
+            &topic,
+            &dir.join(format!("spool-{part}")),
+            &format!("baselines_topic = \"{topic}.bl\"\nbaselines_interval = \"1h\""),
+        );
+        c.observations_topic = format!("{topic}.{part}.obs");
+        c.group_id = format!("{topic}.{part}");
+        c
+    };
+    publish(&train, &train_pcap, &cfg("train"));
+    let trained = correlate(&train, &cfg("train"), &dir.join("train.json"), Duration::from_secs(3));
+    let shared = trained.baselines.expect("sharing on");
+    assert!(shared.pieces_out > 0 && shared.produce_errors == 0, "{shared:?}");
+
+    publish(&test, &test_pcap, &cfg("test"));
+    let out = dir.join("test.json");
+    let tested = correlate(&test, &cfg("test"), &out, Duration::from_secs(3));
+    let read = tested.baselines.expect("sharing on");
+    assert_eq!(read.pieces_in, shared.pieces_out, "{read:?}");
+    assert_eq!(read.pieces_refused, 0, "{read:?}");
+    same_lines(&read_records(&out), &expected, &dir);
+    eprintln!(
+        "baselines over Tansu: {} pieces, {} scopes, test day {} alerts ({} without the training day)",
+        shared.pieces_out,
+        learned.scopes.len(),
+        alerts(&expected).len(),
+        alerts(&cold).len()
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -270,7 +425,8 @@ fn failover_on_mock_cluster_loses_and_repeats_no_alert() {
     let topic = "nj-failover";
     cluster.create_topic(&format!("{topic}.obs"), 4, 1).unwrap();
     cluster.create_topic(&format!("{topic}.rec"), 1, 1).unwrap();
-    let extra = "commit_interval = \"100ms\"\nsession_timeout = \"6s\"\n";
+    // Baselines not shared: each correlator scores alone, as the reference does.
+    let extra = "commit_interval = \"100ms\"\nsession_timeout = \"6s\"\nbaselines_topic = \"\"\n";
     let cfg = fleet_config(&brokers, topic, &dir.join("spool"), extra);
     publish(&s, &pcap, &cfg);
     // What an uninterrupted correlator writes for this topic (state is per partition,
@@ -366,7 +522,7 @@ fn sensor_spools_while_the_broker_is_down_and_replays_on_return() {
     let brokers = cluster.bootstrap_servers();
     let topic = "nj-spool";
     cluster.create_topic(&format!("{topic}.obs"), 2, 1).unwrap();
-    let cfg = fleet_config(&brokers, topic, &dir.join("spool"), "");
+    let cfg = fleet_config(&brokers, topic, &dir.join("spool"), "baselines_topic = \"\"");
     let keys = || KeyOptions {
         inventory: Some(Arc::new(
             mdm::parse_inventory(&s.inventory_json, "inventory").unwrap(),

@@ -250,6 +250,26 @@ impl Correlator {
         self.detector.as_ref().map(detect::Detector::baselines)
     }
 
+    /// Shares the detector's baselines with a fleet (see
+    /// [`detect::Detector::share_baselines`]); no detector, nothing to share.
+    pub fn share_baselines(&mut self) {
+        if let Some(d) = self.detector.as_mut() {
+            d.share_baselines();
+        }
+    }
+
+    /// What the detector learned since [`Self::share_baselines`].
+    pub fn learned_baselines(&self) -> Option<&baseline::Baselines> {
+        self.detector.as_ref()?.learned_baselines()
+    }
+
+    /// Scores against `fleet` ⊕ what this correlator learned.
+    pub fn set_fleet_baselines(&mut self, fleet: &baseline::Baselines) {
+        if let Some(d) = self.detector.as_mut() {
+            d.set_fleet_baselines(fleet);
+        }
+    }
+
     fn write_alerts(
         &mut self,
         alerts: Vec<detect::AlertOut>,

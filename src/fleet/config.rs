@@ -25,6 +25,8 @@ pub struct RawFleet {
     client_id: String,
     observations_topic: String,
     records_topic: String,
+    baselines_topic: String,
+    baselines_interval: String,
     group_id: String,
     commit_interval: String,
     session_timeout: String,
@@ -47,6 +49,8 @@ impl Default for RawFleet {
             client_id: "nightjar".into(),
             observations_topic: "nightjar.observations".into(),
             records_topic: "nightjar.records".into(),
+            baselines_topic: "nightjar.baselines".into(),
+            baselines_interval: "60s".into(),
             group_id: "nightjar-correlators".into(),
             commit_interval: "1s".into(),
             session_timeout: "45s".into(),
@@ -146,6 +150,9 @@ pub struct FleetConfig {
     pub client_id: String,
     pub observations_topic: String,
     pub records_topic: String,
+    /// Fleet-wide baselines on a compacted topic; `None` when
+    /// `baselines_topic = ""` (each correlator keeps its own).
+    pub baselines: Option<BaselineSharing>,
     pub group_id: String,
     /// How often a correlator flushes its records and commits its offsets.
     pub commit_interval_ns: u64,
@@ -159,6 +166,15 @@ pub struct FleetConfig {
     pub security_protocol: SecurityProtocol,
     pub tls: TlsFiles,
     pub sasl: Option<Sasl>,
+}
+
+/// Where and how often correlators share their baselines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaselineSharing {
+    /// The compacted topic of per-partition baseline pieces.
+    pub topic: String,
+    /// How often a correlator publishes what it learned and merges the others'.
+    pub interval_ns: u64,
 }
 
 impl Default for FleetConfig {
@@ -230,6 +246,31 @@ impl FleetConfig {
                 "must differ from fleet.observations_topic".into(),
             ));
         }
+        let baselines = if raw.baselines_topic.is_empty() {
+            None
+        } else {
+            valid_topic(&raw.baselines_topic).map_err(|m| ("fleet.baselines_topic", m))?;
+            if raw.baselines_topic == raw.observations_topic
+                || raw.baselines_topic == raw.records_topic
+            {
+                return Err((
+                    "fleet.baselines_topic",
+                    "must differ from the observations and records topics".into(),
+                ));
+            }
+            let every = crate::config::parse_duration(&raw.baselines_interval)
+                .map_err(|m| ("fleet.baselines_interval", m))?;
+            if every.is_zero() {
+                return Err((
+                    "fleet.baselines_interval",
+                    "must be greater than zero".into(),
+                ));
+            }
+            Some(BaselineSharing {
+                topic: raw.baselines_topic.clone(),
+                interval_ns: u64::try_from(every.as_nanos()).unwrap_or(u64::MAX),
+            })
+        };
         if raw.group_id.trim().is_empty() {
             return Err(("fleet.group_id", "is empty".into()));
         }
@@ -345,6 +386,7 @@ impl FleetConfig {
             client_id: raw.client_id.clone(),
             observations_topic: raw.observations_topic.clone(),
             records_topic: raw.records_topic.clone(),
+            baselines,
             group_id: raw.group_id.clone(),
             commit_interval_ns: u64::try_from(commit.as_nanos()).unwrap_or(u64::MAX),
             session_timeout_ms: session.as_millis() as u64,
@@ -401,6 +443,9 @@ mod tests {
             ("records_topic = \"nightjar.observations\"", "fleet.records_topic"),
             ("group_id = \" \"", "fleet.group_id"),
             ("commit_interval = \"0s\"", "fleet.commit_interval"),
+            ("baselines_topic = \"nightjar.records\"", "fleet.baselines_topic"),
+            ("baselines_topic = \"a b\"", "fleet.baselines_topic"),
+            ("baselines_interval = \"0s\"", "fleet.baselines_interval"),
             ("session_timeout = \"2h\"", "fleet.session_timeout"),
             ("spool_max_bytes = 10", "fleet.spool_max_bytes"),
             ("security_protocol = \"tls\"", "fleet.security_protocol"),

@@ -18,6 +18,7 @@
 //! can repeat the flow records of at most one `commit_interval`, which carry
 //! their flow ids and Community IDs.
 
+use super::baselines::{source_name, Link, LinkStats};
 use super::config::FleetConfig;
 use super::kafka::{client_config, FleetError};
 use super::wire::{self, Decoded};
@@ -65,6 +66,8 @@ pub struct ConsumerStats {
     pub offset_gaps: u64,
     /// Messages behind the partitions' ends at the last check (consumer lag).
     pub lag: u64,
+    /// Fleet-wide baselines (`None` when not shared).
+    pub baselines: Option<LinkStats>,
 }
 
 /// Output shared with the rebalance callback, which commits before a partition moves.
@@ -221,6 +224,19 @@ pub fn consume(
         )
         .create_with_context(ctx)?;
     let topic = cfg.observations_topic.clone();
+    // Fleet-wide baselines: read what the fleet learned before scoring anything.
+    let mut link = match &cfg.baselines {
+        Some(sharing) => match (opts.make_correlator)().baselines() {
+            Some(b) => {
+                let mut l = Link::open(cfg, sharing, b.half_life_seconds)?;
+                l.catch_up()?;
+                Some(l)
+            }
+            None => None, // no detector: nothing to share
+        },
+        None => None,
+    };
+    let mut last_share = Instant::now();
     consumer.subscribe(&[&topic])?;
 
     let (tx, rx) = crossbeam_channel::unbounded::<Vec<u8>>();
@@ -233,10 +249,17 @@ pub fn consume(
     while !opts.stop.load(Ordering::Relaxed) {
         if let Some(mut s) = shared(&consumer) {
             for p in std::mem::take(&mut s.revoked) {
-                states.remove(&p);
+                drop_partition(&mut states, link.as_mut(), &topic, p);
             }
             if let Some(e) = s.error.take() {
                 return Err(FleetError::Consumer(e));
+            }
+        }
+        if let Some(l) = link.as_mut() {
+            l.drain();
+            if last_share.elapsed() >= l.interval {
+                share(l, &topic, &mut states);
+                last_share = Instant::now();
             }
         }
         let msg = match consumer.poll(POLL_INTERVAL) {
@@ -269,7 +292,7 @@ pub fn consume(
         // A rebalance inside this poll may have revoked the partition.
         if let Some(mut s) = shared(&consumer) {
             for r in std::mem::take(&mut s.revoked) {
-                states.remove(&r);
+                drop_partition(&mut states, link.as_mut(), &topic, r);
             }
             if !s.owned.contains(&p) {
                 s.stats.not_owned += 1;
@@ -289,8 +312,14 @@ pub fn consume(
                 })
                 .unwrap_or(0);
             let (low, _) = consumer.fetch_watermarks(&topic, p, REQUEST_TIMEOUT)?;
+            let mut correlator = (opts.make_correlator)();
+            if let Some(l) = &link {
+                correlator.share_baselines();
+                let live = BTreeMap::new();
+                correlator.set_fleet_baselines(&l.fleet.view(&live, &source_name(&topic, p)));
+            }
             slot.insert(PartitionState {
-                correlator: (opts.make_correlator)(),
+                correlator,
                 suppress_below: committed,
                 next: low,
                 last_ts_ns: 0,
@@ -345,7 +374,7 @@ pub fn consume(
         }
     }
     if opts.finish {
-        for (_, mut st) in std::mem::take(&mut states) {
+        for st in states.values_mut() {
             let mut report = ReplayReport::default();
             report.data.last_ts_ns = st.last_ts_ns;
             st.correlator.finish(&report, &mut capture)?;
@@ -357,6 +386,11 @@ pub fn consume(
             }
         }
     }
+    // Last: what the end of the run taught is published too.
+    if let Some(l) = link.as_mut() {
+        share(l, &topic, &mut states);
+        l.flush();
+    }
     let mut s = consumer
         .context()
         .shared
@@ -367,7 +401,48 @@ pub fn consume(
         return Err(FleetError::Consumer(e));
     }
     s.out.flush()?;
-    Ok(s.stats.clone())
+    let mut stats = s.stats.clone();
+    stats.baselines = link.map(|l| l.stats);
+    Ok(stats)
+}
+
+/// A partition left this member: its state goes, and its new owner publishes
+/// its baselines from now on.
+fn drop_partition(
+    states: &mut BTreeMap<i32, PartitionState>,
+    link: Option<&mut Link>,
+    topic: &str,
+    p: i32,
+) {
+    states.remove(&p);
+    if let Some(l) = link {
+        l.forget(&source_name(topic, p));
+    }
+}
+
+/// Publishes what each owned partition learned, then gives each the fleet's
+/// baselines: every other source, this member's own partitions live.
+fn share(link: &mut Link, topic: &str, states: &mut BTreeMap<i32, PartitionState>) {
+    let views: Vec<(i32, crate::correlate::baseline::Baselines)> = {
+        let live: BTreeMap<String, &crate::correlate::baseline::Baselines> = states
+            .iter()
+            .filter_map(|(&p, st)| {
+                Some((source_name(topic, p), st.correlator.learned_baselines()?))
+            })
+            .collect();
+        for (source, learned) in &live {
+            link.publish(source, learned);
+        }
+        states
+            .keys()
+            .map(|&p| (p, link.fleet.view(&live, &source_name(topic, p))))
+            .collect()
+    };
+    for (p, view) in views {
+        if let Some(st) = states.get_mut(&p) {
+            st.correlator.set_fleet_baselines(&view);
+        }
+    }
 }
 
 fn shared(c: &BaseConsumer<CorrelatorContext>) -> Option<std::sync::MutexGuard<'_, Shared>> {

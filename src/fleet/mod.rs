@@ -4,8 +4,10 @@
 //! stream of serializable observations; this module owns what crosses it when
 //! the two run in different processes: the `[fleet]` configuration and the
 //! versioned wire format of an observation (docs/fleet.md), the sensor
-//! role's publisher with its spool, and the correlator role's consumer.
+//! role's publisher with its spool, the correlator role's consumer, and the
+//! baselines the correlators share.
 
+pub mod baselines;
 pub mod config;
 pub mod correlator;
 pub mod kafka;
