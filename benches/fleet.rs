@@ -108,6 +108,7 @@ fn main() {
             stop: Arc::new(AtomicBool::new(false)),
             until_idle: Some(idle),
             finish: false,
+            metrics: None,
         },
         Sink::file(&dir.join("records.json")).unwrap(),
     )

@@ -332,7 +332,7 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
 }
 
 fn run_correlate(args: CorrelateArgs) -> Result<ExitCode> {
-    use nightjar::fleet::correlator::{consume, ConsumeOptions};
+    use nightjar::fleet::correlator::{consume, ConsumeOptions, CorrelatorMetrics};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let cfg = Config::load(&args.config)?;
@@ -392,8 +392,17 @@ fn run_correlate(args: CorrelateArgs) -> Result<ExitCode> {
         .with_mdm(events.clone(), catalog)
     };
     let stop = Arc::new(AtomicBool::new(false));
+    // The correlator's counters on `[metrics] listen` (`/metrics`, `/healthz`).
+    let metrics = Arc::new(CorrelatorMetrics::default());
+    let listener = std::net::TcpListener::bind(cfg.metrics_listen)
+        .with_context(|| format!("metrics.listen: cannot bind {}", cfg.metrics_listen))?;
+    listener.set_nonblocking(true)?;
     {
         let stop = stop.clone();
+        let endpoint = Arc::new(nightjar::daemon::metrics::Endpoint {
+            state: None,
+            sources: vec![metrics.clone()],
+        });
         std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -402,6 +411,9 @@ fn run_correlate(args: CorrelateArgs) -> Result<ExitCode> {
                 return;
             };
             rt.block_on(async {
+                if let Ok(l) = tokio::net::TcpListener::from_std(listener) {
+                    tokio::spawn(nightjar::daemon::metrics::serve(l, endpoint));
+                }
                 let Ok(mut term) =
                     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 else {
@@ -422,6 +434,7 @@ fn run_correlate(args: CorrelateArgs) -> Result<ExitCode> {
             stop,
             until_idle,
             finish: true,
+            metrics: Some(metrics),
         },
         sink,
     )?;

@@ -168,6 +168,7 @@ fn correlate(s: &Scenario, cfg: &FleetConfig, out: &Path, idle: Duration) -> Con
             stop: Arc::new(AtomicBool::new(false)),
             until_idle: Some(idle),
             finish: true,
+            metrics: None,
         },
         Sink::file(out).unwrap(),
     )
@@ -404,6 +405,18 @@ fn baselines_shared_through_the_compacted_topic_equal_saved_baselines_on_tansu()
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The body of `GET path` on a loopback port (empty if it does not answer).
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    out
+}
+
 /// Waits (bounded) until `path` holds at least one record.
 fn wait_for_records(path: &Path, limit: Duration) {
     let started = Instant::now();
@@ -442,10 +455,16 @@ fn failover_on_mock_cluster_loses_and_repeats_no_alert() {
 
     // Correlator A: the binary, killed without a goodbye once it has written records.
     let conf = dir.join("a.toml");
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     std::fs::write(
         &conf,
         format!(
-            "[fleet]\nrole = \"correlator\"\nbrokers = [{brokers:?}]\n\
+            "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+             [fleet]\nrole = \"correlator\"\nbrokers = [{brokers:?}]\n\
              observations_topic = \"{topic}.obs\"\nrecords_topic = \"{topic}.rec\"\n\
              group_id = \"{topic}.group\"\nspool_dir = {:?}\n{extra}",
             dir.join("spool-a").display().to_string()
@@ -476,6 +495,26 @@ fn failover_on_mock_cluster_loses_and_repeats_no_alert() {
         .spawn()
         .unwrap();
     wait_for_records(&out_a, Duration::from_secs(120));
+    // Its counters and lag are on /metrics.
+    let started = Instant::now();
+    let metrics = loop {
+        let body = http_get(metrics_port, "/metrics");
+        if body.lines().any(|l| {
+            l.strip_prefix("nightjar_fleet_messages_total ")
+                .is_some_and(|v| v != "0")
+        }) {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{body}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for family in [
+        "# TYPE nightjar_fleet_consumer_lag gauge",
+        "# TYPE nightjar_fleet_commits_total counter",
+        "nightjar_fleet_records_total ",
+    ] {
+        assert!(metrics.contains(family), "{family} missing: {metrics}");
+    }
 
     // Correlator B joins the group (a rebalance gives it some partitions), then A dies.
     let out_b = dir.join("b.json");

@@ -34,7 +34,8 @@ pub trait MetricSource: Send + Sync {
 }
 
 pub struct Endpoint {
-    pub state: Arc<LiveState>,
+    /// The data plane (`None` for `nightjar correlate`, which captures nothing).
+    pub state: Option<Arc<LiveState>>,
     pub sources: Vec<Arc<dyn MetricSource>>,
 }
 
@@ -64,8 +65,20 @@ fn labelled(out: &mut String, name: &str, label: &str, values: &BTreeMap<String,
 impl Endpoint {
     /// The `/metrics` body.
     pub fn render(&self) -> String {
-        let snap = self.state.snapshot();
         let mut out = String::with_capacity(4096);
+        if let Some(state) = &self.state {
+            render_data_plane(state, &mut out);
+        }
+        for s in &self.sources {
+            s.render(&mut out);
+        }
+        out
+    }
+}
+
+/// The data plane's families.
+fn render_data_plane(state: &LiveState, out: &mut String) {
+        let snap = state.snapshot();
         let mut packets = BTreeMap::new();
         let mut bytes = BTreeMap::new();
         let mut kdrops = BTreeMap::new();
@@ -96,53 +109,53 @@ impl Endpoint {
             queue_drops += w.queue_drops;
         }
         family(
-            &mut out,
+            out,
             "nightjar_packets_total",
             "counter",
             "Frames captured per interface.",
         );
-        labelled(&mut out, "nightjar_packets_total", "interface", &packets);
+        labelled(out, "nightjar_packets_total", "interface", &packets);
         family(
-            &mut out,
+            out,
             "nightjar_bytes_total",
             "counter",
             "Bytes on the wire of the frames captured per interface.",
         );
-        labelled(&mut out, "nightjar_bytes_total", "interface", &bytes);
+        labelled(out, "nightjar_bytes_total", "interface", &bytes);
         family(
-            &mut out,
+            out,
             "nightjar_kernel_drops_total",
             "counter",
             "Frames the kernel dropped because a capture ring was full (pcap ps_drop).",
         );
         labelled(
-            &mut out,
+            out,
             "nightjar_kernel_drops_total",
             "interface",
             &kdrops,
         );
         family(
-            &mut out,
+            out,
             "nightjar_interface_drops_total",
             "counter",
             "Frames the interface or driver dropped (pcap ps_ifdrop).",
         );
         labelled(
-            &mut out,
+            out,
             "nightjar_interface_drops_total",
             "interface",
             &ifdrops,
         );
         family(
-            &mut out,
+            out,
             "nightjar_capture_workers",
             "gauge",
             "Capture workers (flow shards) per interface.",
         );
-        labelled(&mut out, "nightjar_capture_workers", "interface", &workers);
+        labelled(out, "nightjar_capture_workers", "interface", &workers);
 
         family(
-            &mut out,
+            out,
             "nightjar_worker_packets_total",
             "counter",
             "Frames each capture worker (fanout member) received.",
@@ -157,7 +170,7 @@ impl Endpoint {
             );
         }
         family(
-            &mut out,
+            out,
             "nightjar_queue_drops_total",
             "counter",
             "Items dropped because the next stage's queue was full, by stage.",
@@ -169,85 +182,85 @@ impl Endpoint {
         let _ = writeln!(
             out,
             "nightjar_queue_drops_total{{stage=\"output\"}} {}",
-            self.state.output_errors.load(Ordering::Relaxed)
+            state.output_errors.load(Ordering::Relaxed)
         );
         single(
-            &mut out,
+            out,
             "nightjar_merge_released_early_total",
             "counter",
             "Observations released before every shard's clock passed them (merge bound reached).",
-            self.state.merge_released_early.load(Ordering::Relaxed),
+            state.merge_released_early.load(Ordering::Relaxed),
         );
 
         family(
-            &mut out,
+            out,
             "nightjar_flows_active",
             "gauge",
             "Flows held in the flow tables.",
         );
         let _ = writeln!(out, "nightjar_flows_active {active}");
         family(
-            &mut out,
+            out,
             "nightjar_flows_created_total",
             "counter",
             "Flows created.",
         );
         let _ = writeln!(out, "nightjar_flows_created_total {created}");
         family(
-            &mut out,
+            out,
             "nightjar_flows_expired_total",
             "counter",
             "Flows ended by FIN/RST, idle timeout or shutdown.",
         );
         let _ = writeln!(out, "nightjar_flows_expired_total {expired}");
         family(
-            &mut out,
+            out,
             "nightjar_flows_evicted_total",
             "counter",
             "Flows pushed out of a full flow table.",
         );
         let _ = writeln!(out, "nightjar_flows_evicted_total {evicted}");
         family(
-            &mut out,
+            out,
             "nightjar_flow_anomalies_total",
             "counter",
             "Handshake reassembly, QUIC decryption and other flow-level anomalies, by reason.",
         );
         labelled(
-            &mut out,
+            out,
             "nightjar_flow_anomalies_total",
             "reason",
             &anomalies,
         );
         family(
-            &mut out,
+            out,
             "nightjar_decode_anomalies_total",
             "counter",
             "Frames that did not decode to an IP packet, by reason.",
         );
         labelled(
-            &mut out,
+            out,
             "nightjar_decode_anomalies_total",
             "reason",
             &decode,
         );
 
         single(
-            &mut out,
+            out,
             "nightjar_records_written_total",
             "counter",
             "Records written to the output.",
-            self.state.records_written.load(Ordering::Relaxed),
+            state.records_written.load(Ordering::Relaxed),
         );
         single(
-            &mut out,
+            out,
             "nightjar_alerts_total",
             "counter",
             "AN1717 alert records written (created and updated).",
-            self.state.alerts.load(Ordering::Relaxed),
+            state.alerts.load(Ordering::Relaxed),
         );
         family(
-            &mut out,
+            out,
             "nightjar_uptime_seconds",
             "gauge",
             "Seconds since the data plane started.",
@@ -255,20 +268,21 @@ impl Endpoint {
         let _ = writeln!(
             out,
             "nightjar_uptime_seconds {:.3}",
-            self.state.started.elapsed().as_secs_f64()
+            state.started.elapsed().as_secs_f64()
         );
-        for s in &self.sources {
-            s.render(&mut out);
-        }
-        out
     }
 
+
+impl Endpoint {
     /// `/healthz`: ok while every worker reports and none failed.
     pub fn health(&self) -> Result<(), String> {
-        if let Some(f) = self.state.failed.lock().ok().and_then(|f| f.clone()) {
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
+        if let Some(f) = state.failed.lock().ok().and_then(|f| f.clone()) {
             return Err(f);
         }
-        if !self.state.healthy(HEALTH_STALE_AFTER) {
+        if !state.healthy(HEALTH_STALE_AFTER) {
             return Err("a capture worker stopped reporting".into());
         }
         Ok(())
@@ -375,7 +389,7 @@ mod tests {
         let state = Arc::new(LiveState::new(&[]));
         state.records_written.store(7, Ordering::Relaxed);
         let e = Endpoint {
-            state,
+            state: Some(state),
             sources: Vec::new(),
         };
         let body = e.render();

@@ -38,6 +38,9 @@ use std::time::{Duration, Instant};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one poll waits for a message (also the stop flag's latency).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the counters and the consumer lag are published to
+/// [`ConsumeOptions::metrics`].
+pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
 /// Records librdkafka may queue towards the records topic.
 pub const RECORDS_QUEUE_MESSAGES: usize = 100_000;
 
@@ -181,6 +184,8 @@ pub struct ConsumeOptions {
     /// At the end, let each partition's correlator write its end-of-run records
     /// (pending alerts, coverage, stats), as a replay does at the end of input.
     pub finish: bool,
+    /// Where the counters are published every [`STATS_INTERVAL`] (`/metrics`).
+    pub metrics: Option<Arc<CorrelatorMetrics>>,
 }
 
 /// Runs the correlator role until `stop` (or idle); records go to `out`.
@@ -237,6 +242,7 @@ pub fn consume(
         None => None,
     };
     let mut last_share = Instant::now();
+    let mut last_stats = Instant::now();
     consumer.subscribe(&[&topic])?;
 
     let (tx, rx) = crossbeam_channel::unbounded::<Vec<u8>>();
@@ -255,6 +261,16 @@ pub fn consume(
                 return Err(FleetError::Consumer(e));
             }
         }
+        if let Some(m) = &opts.metrics {
+            if last_stats.elapsed() >= STATS_INTERVAL {
+                lag(&consumer, &topic, &states);
+                if let (Some(s), Ok(mut slot)) = (shared(&consumer), m.0.lock()) {
+                    *slot = s.stats.clone();
+                    slot.baselines = link.as_ref().map(|l| l.stats.clone());
+                }
+                last_stats = Instant::now();
+            }
+        }
         if let Some(l) = link.as_mut() {
             l.drain();
             if last_share.elapsed() >= l.interval {
@@ -271,7 +287,8 @@ pub fn consume(
                     last_commit = Instant::now();
                 }
                 if let Some(idle) = opts.until_idle {
-                    if last_message.elapsed() >= idle && caught_up(&consumer, &topic, &states) {
+                    if last_message.elapsed() >= idle && lag(&consumer, &topic, &states) == Some(0)
+                    {
                         break;
                     }
                 }
@@ -484,29 +501,79 @@ fn write_records(s: &mut Shared, key: &[u8], lines: &[u8]) -> Result<(), FleetEr
     Ok(())
 }
 
-/// Every assigned partition is read to its end.
-fn caught_up(
+/// Messages behind the assigned partitions' ends (also kept in the stats);
+/// `None` with nothing assigned or a broker that does not answer.
+fn lag(
     consumer: &BaseConsumer<CorrelatorContext>,
     topic: &str,
     states: &BTreeMap<i32, PartitionState>,
-) -> bool {
-    let Ok(assignment) = consumer.assignment() else {
-        return false;
-    };
+) -> Option<u64> {
+    let assignment = consumer.assignment().ok()?;
     if assignment.count() == 0 {
-        return false;
+        return None;
     }
     let mut lag = 0u64;
     for e in assignment.elements_for_topic(topic) {
         let p = e.partition();
-        let Ok((low, high)) = consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT) else {
-            return false;
-        };
+        let (low, high) = consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT).ok()?;
         let next = states.get(&p).map_or(low, |s| s.next);
         lag += (high - next).max(0) as u64;
     }
     if let Ok(mut s) = consumer.context().shared.lock() {
         s.stats.lag = lag;
     }
-    lag == 0
+    Some(lag)
+}
+
+/// The correlator's counters, published for `/metrics` every [`STATS_INTERVAL`].
+#[derive(Debug, Default)]
+pub struct CorrelatorMetrics(pub Mutex<ConsumerStats>);
+
+impl crate::daemon::metrics::MetricSource for CorrelatorMetrics {
+    fn render(&self, out: &mut String) {
+        use crate::daemon::metrics::family;
+        use std::fmt::Write;
+        let Ok(st) = self.0.lock().map(|s| s.clone()) else {
+            return;
+        };
+        let bl = st.baselines.clone().unwrap_or_default();
+        let counters: [(&str, &str, u64); 11] = [
+            ("nightjar_fleet_messages_total", "Observation messages read (state rebuilds included).", st.messages),
+            ("nightjar_fleet_records_total", "Records written (output and records topic).", st.records),
+            ("nightjar_fleet_suppressed_total", "Records not written again after a takeover (their offsets were committed).", st.suppressed),
+            ("nightjar_fleet_unknown_kinds_total", "Messages of newer observation kinds, skipped.", st.unknown_kinds),
+            ("nightjar_fleet_records_topic_errors_total", "Records the records topic did not take.", st.records_topic_errors),
+            ("nightjar_fleet_commits_total", "Offset commits.", st.commits),
+            ("nightjar_fleet_commit_errors_total", "Offset commits the group refused.", st.commit_errors),
+            ("nightjar_fleet_offset_gaps_total", "Offsets skipped because retention removed them first.", st.offset_gaps),
+            ("nightjar_fleet_baseline_pieces_in_total", "Baseline pieces read from the baselines topic.", bl.pieces_in),
+            ("nightjar_fleet_baseline_pieces_out_total", "Baseline pieces published.", bl.pieces_out),
+            ("nightjar_fleet_baseline_produce_errors_total", "Baseline pieces the topic did not take.", bl.produce_errors),
+        ];
+        for (name, help, v) in counters {
+            family(out, name, "counter", help);
+            let _ = writeln!(out, "{name} {v}");
+        }
+        family(
+            out,
+            "nightjar_fleet_bad_messages_total",
+            "counter",
+            "Observation or baseline messages refused, by reason.",
+        );
+        for (reason, v) in &st.bad_messages {
+            let _ = writeln!(out, "nightjar_fleet_bad_messages_total{{reason=\"{reason}\"}} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "nightjar_fleet_bad_messages_total{{reason=\"baseline_piece\"}} {}",
+            bl.pieces_refused
+        );
+        family(
+            out,
+            "nightjar_fleet_consumer_lag",
+            "gauge",
+            "Observation messages behind the assigned partitions' ends.",
+        );
+        let _ = writeln!(out, "nightjar_fleet_consumer_lag {}", st.lag);
+    }
 }

@@ -18,6 +18,10 @@ use super::wire;
 use crate::correlate::identity::{FeedEntry, IdentityTable, StaticIdentity};
 use crate::observation::Observation;
 use crate::output::{Sink, SinkError};
+use crate::correlate::{queue_feed, Update};
+use crate::daemon::metrics::{family, MetricSource};
+use crate::pipeline::live::LiveHandler;
+use crate::pipeline::replay::ReplayReport;
 use crate::pipeline::ObservationHandler;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message};
@@ -56,7 +60,93 @@ pub struct SpoolingContext {
     pub counters: SensorCounters,
 }
 
+impl SpoolingContext {
+    pub fn stats(&self) -> SensorStats {
+        let c = &self.counters;
+        let (spool_bytes, spool) = self
+            .spool
+            .lock()
+            .map(|s| (s.bytes(), s.stats.clone()))
+            .unwrap_or_default();
+        SensorStats {
+            observations: c.observations.load(Ordering::Relaxed),
+            delivered: c.delivered.load(Ordering::Relaxed),
+            produce_errors: c.produce_errors.load(Ordering::Relaxed),
+            encode_errors: c.encode_errors.load(Ordering::Relaxed),
+            spool_bytes,
+            spool,
+        }
+    }
+}
+
 impl ClientContext for SpoolingContext {}
+
+/// The sensor's counters on the daemon's `/metrics`.
+impl MetricSource for SpoolingContext {
+    fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let st = self.stats();
+        let counters: [(&str, &str, u64); 6] = [
+            (
+                "nightjar_fleet_observations_total",
+                "Observations handed to Kafka or to the spool.",
+                st.observations,
+            ),
+            (
+                "nightjar_fleet_delivered_total",
+                "Observation messages the brokers acknowledged.",
+                st.delivered,
+            ),
+            (
+                "nightjar_fleet_produce_errors_total",
+                "Observation messages librdkafka could not deliver (they were spooled).",
+                st.produce_errors,
+            ),
+            (
+                "nightjar_fleet_encode_errors_total",
+                "Observations over the message bound (dropped).",
+                st.encode_errors,
+            ),
+            (
+                "nightjar_fleet_spooled_total",
+                "Observation messages written to the spool.",
+                st.spool.spooled,
+            ),
+            (
+                "nightjar_fleet_spool_replayed_total",
+                "Spooled messages handed back to Kafka.",
+                st.spool.replayed,
+            ),
+        ];
+        for (name, help, v) in counters {
+            family(out, name, "counter", help);
+            let _ = writeln!(out, "{name} {v}");
+        }
+        family(
+            out,
+            "nightjar_fleet_spool_dropped_total",
+            "counter",
+            "Observation messages the spool dropped, by reason (full: at spool_max_bytes; io: disk error).",
+        );
+        let _ = writeln!(
+            out,
+            "nightjar_fleet_spool_dropped_total{{reason=\"full\"}} {}",
+            st.spool.dropped_full
+        );
+        let _ = writeln!(
+            out,
+            "nightjar_fleet_spool_dropped_total{{reason=\"io\"}} {}",
+            st.spool.dropped_io
+        );
+        family(
+            out,
+            "nightjar_fleet_spool_bytes",
+            "gauge",
+            "Bytes waiting in the spool directory.",
+        );
+        let _ = writeln!(out, "nightjar_fleet_spool_bytes {}", st.spool_bytes);
+    }
+}
 
 impl ProducerContext for SpoolingContext {
     type DeliveryOpaque = ();
@@ -144,21 +234,12 @@ impl Publisher {
     }
 
     pub fn stats(&self) -> SensorStats {
-        let c = &self.ctx().counters;
-        let (spool_bytes, spool) = self
-            .ctx()
-            .spool
-            .lock()
-            .map(|s| (s.bytes(), s.stats.clone()))
-            .unwrap_or_default();
-        SensorStats {
-            observations: c.observations.load(Ordering::Relaxed),
-            delivered: c.delivered.load(Ordering::Relaxed),
-            produce_errors: c.produce_errors.load(Ordering::Relaxed),
-            encode_errors: c.encode_errors.load(Ordering::Relaxed),
-            spool_bytes,
-            spool,
-        }
+        self.ctx().stats()
+    }
+
+    /// The counters, shared (the daemon's metrics endpoint reads them).
+    pub fn counters(&self) -> Arc<SpoolingContext> {
+        self.producer.context().clone()
     }
 
     /// The partition key of an observation (see the module documentation).
@@ -301,6 +382,37 @@ impl Publisher {
 impl ObservationHandler for Publisher {
     fn handle(&mut self, obs: Observation, _sink: &mut Sink) -> Result<(), SinkError> {
         self.publish(&obs);
+        Ok(())
+    }
+}
+
+/// The live sensor (`nightjar run` with `role = "sensor"`): identity inputs
+/// update the keys; idle seconds serve deliveries and retry the spool.
+impl LiveHandler for Publisher {
+    fn update(&mut self, u: Update) {
+        match u {
+            Update::Inventory(inv) => self.identity.set_inventory(inv),
+            Update::Feed(lines) => queue_feed(&mut self.pending_feed, &mut self.identity, lines),
+            // Detection inputs: the correlators load them.
+            Update::Catalog(_) | Update::Events(_) => {}
+        }
+    }
+
+    fn idle(&mut self) {
+        self.producer.poll(Duration::ZERO);
+        self.replay_spool();
+    }
+
+    fn finish(&mut self, _: &ReplayReport, _: &mut Sink) -> Result<(), SinkError> {
+        let st = Publisher::finish(self);
+        eprintln!(
+            "nightjar: sensor: {} observations, {} delivered, {} produce errors, {} spooled bytes left, {} dropped",
+            st.observations,
+            st.delivered,
+            st.produce_errors,
+            st.spool_bytes,
+            st.spool.dropped_full + st.spool.dropped_io
+        );
         Ok(())
     }
 }
