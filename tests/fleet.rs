@@ -191,11 +191,10 @@ fn create_topics_with(brokers: &str, topics: &[(&str, i32)], config: &[(&str, &s
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|(t, p)| {
-            config
-                .iter()
-                .fold(NewTopic::new(t, *p, TopicReplication::Fixed(1)), |n, (k, v)| {
-                    n.set(k, v)
-                })
+            config.iter().fold(
+                NewTopic::new(t, *p, TopicReplication::Fixed(1)),
+                |n, (k, v)| n.set(k, v),
+            )
         })
         .collect();
     let res = rt
@@ -239,8 +238,16 @@ fn same_lines(got: &[Value], want: &[Value], dir: &Path) {
     std::fs::write(dir.join("want.lines"), w.join("\n")).unwrap();
     let gs: BTreeSet<&String> = g.iter().collect();
     let ws: BTreeSet<&String> = w.iter().collect();
-    let extra: Vec<_> = gs.difference(&ws).take(3).map(|l| &l[..l.len().min(400)]).collect();
-    let missing: Vec<_> = ws.difference(&gs).take(3).map(|l| &l[..l.len().min(400)]).collect();
+    let extra: Vec<_> = gs
+        .difference(&ws)
+        .take(3)
+        .map(|l| &l[..l.len().min(400)])
+        .collect();
+    let missing: Vec<_> = ws
+        .difference(&gs)
+        .take(3)
+        .map(|l| &l[..l.len().min(400)])
+        .collect();
     panic!(
         "{} lines vs {} expected; unexpected {extra:#?}; missing {missing:#?}; both in {}",
         g.len(),
@@ -347,7 +354,10 @@ fn baselines_shared_through_the_compacted_topic_equal_saved_baselines_on_tansu()
 
     // The single process: train, keep the baselines, test from them.
     let (_, learned) = role_all_with(&train, &train_pcap, &dir, None);
-    assert!(!learned.scopes.is_empty(), "the training day teaches something");
+    assert!(
+        !learned.scopes.is_empty(),
+        "the training day teaches something"
+    );
     let (expected, _) = role_all_with(&test, &test_pcap, &dir, Some(learned.clone()));
     let (cold, _) = role_all_with(&test, &test_pcap, &dir, None);
     assert_ne!(
@@ -384,9 +394,17 @@ fn baselines_shared_through_the_compacted_topic_equal_saved_baselines_on_tansu()
         c
     };
     publish(&train, &train_pcap, &cfg("train"));
-    let trained = correlate(&train, &cfg("train"), &dir.join("train.json"), Duration::from_secs(3));
+    let trained = correlate(
+        &train,
+        &cfg("train"),
+        &dir.join("train.json"),
+        Duration::from_secs(3),
+    );
     let shared = trained.baselines.expect("sharing on");
-    assert!(shared.pieces_out > 0 && shared.produce_errors == 0, "{shared:?}");
+    assert!(
+        shared.pieces_out > 0 && shared.produce_errors == 0,
+        "{shared:?}"
+    );
 
     publish(&test, &test_pcap, &cfg("test"));
     let out = dir.join("test.json");
@@ -411,7 +429,10 @@ fn http_get(port: u16, path: &str) -> String {
     let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return String::new();
     };
-    let _ = write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ = write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
     let mut out = String::new();
     let _ = c.read_to_string(&mut out);
     out
@@ -561,7 +582,12 @@ fn sensor_spools_while_the_broker_is_down_and_replays_on_return() {
     let brokers = cluster.bootstrap_servers();
     let topic = "nj-spool";
     cluster.create_topic(&format!("{topic}.obs"), 2, 1).unwrap();
-    let cfg = fleet_config(&brokers, topic, &dir.join("spool"), "baselines_topic = \"\"");
+    let cfg = fleet_config(
+        &brokers,
+        topic,
+        &dir.join("spool"),
+        "baselines_topic = \"\"",
+    );
     let keys = || KeyOptions {
         inventory: Some(Arc::new(
             mdm::parse_inventory(&s.inventory_json, "inventory").unwrap(),

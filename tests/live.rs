@@ -1299,11 +1299,7 @@ fn live_sensor_through_a_broker_gives_the_replay_flows() {
         .arg(&ccfg)
         .output()
         .expect("run nightjar correlate");
-    assert!(
-        c.status.success(),
-        "{}",
-        String::from_utf8_lossy(&c.stderr)
-    );
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
     let correlated = read_records(&ns.dir.join("correlated.json"));
     let mut a: Vec<String> = flows(&offline).into_iter().map(timeless).collect();
     let mut b: Vec<String> = flows(&correlated).into_iter().map(timeless).collect();

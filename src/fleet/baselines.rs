@@ -193,7 +193,8 @@ impl FleetBaselines {
             _ => return Err(PieceError::BadFrame),
         };
         let text = std::str::from_utf8(body).map_err(|_| PieceError::Invalid)?;
-        let mut one = Baselines::from_json(text, "baseline piece").map_err(|_| PieceError::Invalid)?;
+        let mut one =
+            Baselines::from_json(text, "baseline piece").map_err(|_| PieceError::Invalid)?;
         if one.half_life_seconds != self.half_life_seconds {
             return Err(PieceError::HalfLife);
         }
@@ -212,9 +213,7 @@ impl FleetBaselines {
                     .entry(source)
                     .or_insert_with(|| Baselines::new(hl));
                 // Bounded like a baselines file: a new scope beyond the bound is refused.
-                if !store.scopes.contains_key(&scope)
-                    && store.scopes.len() >= MAX_SCOPES
-                {
+                if !store.scopes.contains_key(&scope) && store.scopes.len() >= MAX_SCOPES {
                     return Err(PieceError::Invalid);
                 }
                 store.scopes.insert(scope, sb);
@@ -228,9 +227,7 @@ impl FleetBaselines {
                     .sources
                     .entry(source)
                     .or_insert_with(|| Baselines::new(hl));
-                if !store.apps.contains_key(&app)
-                    && store.apps.len() >= MAX_SCOPES
-                {
+                if !store.apps.contains_key(&app) && store.apps.len() >= MAX_SCOPES {
                     return Err(PieceError::Invalid);
                 }
                 store.apps.insert(app, mem);
@@ -363,9 +360,9 @@ impl Link {
         for t in md.topics().iter().filter(|t| t.name() == sharing.topic) {
             if let Some(e) = t.error() {
                 return Err(FleetError::Consumer(format!(
-                    "baselines topic {}: {:?}",
+                    "baselines topic {}: {} (create it compacted, or set [fleet] baselines_topic = \"\")",
                     sharing.topic,
-                    rdkafka::types::RDKafkaRespErr::from(e)
+                    rdkafka::error::RDKafkaErrorCode::from(e)
                 )));
             }
             for p in t.partitions() {
@@ -374,7 +371,7 @@ impl Link {
         }
         if tpl.count() == 0 {
             return Err(FleetError::Consumer(format!(
-                "baselines topic {} has no partitions (create it, compacted)",
+                "baselines topic {} has no partitions (create it compacted, or set [fleet] baselines_topic = \"\")",
                 sharing.topic
             )));
         }
@@ -403,7 +400,10 @@ impl Link {
             ends.insert(e.partition(), high);
         }
         let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-        while ends.iter().any(|(p, &h)| next.get(p).copied().unwrap_or(0) < h) {
+        while ends
+            .iter()
+            .any(|(p, &h)| next.get(p).copied().unwrap_or(0) < h)
+        {
             if started.elapsed() >= CATCH_UP_LIMIT {
                 self.stats.catch_up_timeouts += 1;
                 break;
@@ -430,8 +430,9 @@ impl Link {
     /// Publishes the pieces of `learned` that changed since they were last sent.
     pub fn publish(&mut self, source: &str, learned: &Baselines) {
         for (key, value) in self.published.changed(source, learned) {
-            let record: BaseRecord<'_, str, [u8]> =
-                BaseRecord::to(&self.topic).key(key.as_str()).payload(value.as_slice());
+            let record: BaseRecord<'_, str, [u8]> = BaseRecord::to(&self.topic)
+                .key(key.as_str())
+                .payload(value.as_slice());
             match self.producer.send(record) {
                 Ok(()) => self.stats.pieces_out += 1,
                 Err(_) => self.stats.produce_errors += 1,
@@ -500,14 +501,23 @@ mod tests {
             // Bucket weights add in another order: equal to the last bit here
             // (each bucket's weights are integers before decay, and both merges
             // decay to the same time).
-            assert_eq!(got.scopes.keys().collect::<Vec<_>>(), want.scopes.keys().collect::<Vec<_>>());
+            assert_eq!(
+                got.scopes.keys().collect::<Vec<_>>(),
+                want.scopes.keys().collect::<Vec<_>>()
+            );
             for (scope, feats) in &want.scopes {
                 for (f, s) in feats {
                     let g = &got.scopes[scope][f];
                     assert_eq!(g.as_of_ns, s.as_of_ns);
-                    assert_eq!(g.buckets.keys().collect::<Vec<_>>(), s.buckets.keys().collect::<Vec<_>>());
+                    assert_eq!(
+                        g.buckets.keys().collect::<Vec<_>>(),
+                        s.buckets.keys().collect::<Vec<_>>()
+                    );
                     for (i, w) in &s.buckets {
-                        assert!((g.buckets[i] - w).abs() <= 1e-12 * w.max(1.0), "{scope}.{f}[{i}]");
+                        assert!(
+                            (g.buckets[i] - w).abs() <= 1e-12 * w.max(1.0),
+                            "{scope}.{f}[{i}]"
+                        );
                     }
                 }
             }
@@ -540,7 +550,10 @@ mod tests {
             app: "com.example.0".into(),
         };
         fleet.apply(key.encode().as_bytes(), b"");
-        assert!(!fleet.view(&BTreeMap::new(), "obs/1").apps.contains_key("com.example.0"));
+        assert!(!fleet
+            .view(&BTreeMap::new(), "obs/1")
+            .apps
+            .contains_key("com.example.0"));
     }
 
     #[test]

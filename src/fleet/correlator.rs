@@ -538,17 +538,61 @@ impl crate::daemon::metrics::MetricSource for CorrelatorMetrics {
         };
         let bl = st.baselines.clone().unwrap_or_default();
         let counters: [(&str, &str, u64); 11] = [
-            ("nightjar_fleet_messages_total", "Observation messages read (state rebuilds included).", st.messages),
-            ("nightjar_fleet_records_total", "Records written (output and records topic).", st.records),
-            ("nightjar_fleet_suppressed_total", "Records not written again after a takeover (their offsets were committed).", st.suppressed),
-            ("nightjar_fleet_unknown_kinds_total", "Messages of newer observation kinds, skipped.", st.unknown_kinds),
-            ("nightjar_fleet_records_topic_errors_total", "Records the records topic did not take.", st.records_topic_errors),
-            ("nightjar_fleet_commits_total", "Offset commits.", st.commits),
-            ("nightjar_fleet_commit_errors_total", "Offset commits the group refused.", st.commit_errors),
-            ("nightjar_fleet_offset_gaps_total", "Offsets skipped because retention removed them first.", st.offset_gaps),
-            ("nightjar_fleet_baseline_pieces_in_total", "Baseline pieces read from the baselines topic.", bl.pieces_in),
-            ("nightjar_fleet_baseline_pieces_out_total", "Baseline pieces published.", bl.pieces_out),
-            ("nightjar_fleet_baseline_produce_errors_total", "Baseline pieces the topic did not take.", bl.produce_errors),
+            (
+                "nightjar_fleet_messages_total",
+                "Observation messages read (state rebuilds included).",
+                st.messages,
+            ),
+            (
+                "nightjar_fleet_records_total",
+                "Records written (output and records topic).",
+                st.records,
+            ),
+            (
+                "nightjar_fleet_suppressed_total",
+                "Records not written again after a takeover (their offsets were committed).",
+                st.suppressed,
+            ),
+            (
+                "nightjar_fleet_unknown_kinds_total",
+                "Messages of newer observation kinds, skipped.",
+                st.unknown_kinds,
+            ),
+            (
+                "nightjar_fleet_records_topic_errors_total",
+                "Records the records topic did not take.",
+                st.records_topic_errors,
+            ),
+            (
+                "nightjar_fleet_commits_total",
+                "Offset commits.",
+                st.commits,
+            ),
+            (
+                "nightjar_fleet_commit_errors_total",
+                "Offset commits the group refused.",
+                st.commit_errors,
+            ),
+            (
+                "nightjar_fleet_offset_gaps_total",
+                "Offsets skipped because retention removed them first.",
+                st.offset_gaps,
+            ),
+            (
+                "nightjar_fleet_baseline_pieces_in_total",
+                "Baseline pieces read from the baselines topic.",
+                bl.pieces_in,
+            ),
+            (
+                "nightjar_fleet_baseline_pieces_out_total",
+                "Baseline pieces published.",
+                bl.pieces_out,
+            ),
+            (
+                "nightjar_fleet_baseline_produce_errors_total",
+                "Baseline pieces the topic did not take.",
+                bl.produce_errors,
+            ),
         ];
         for (name, help, v) in counters {
             family(out, name, "counter", help);
@@ -561,7 +605,10 @@ impl crate::daemon::metrics::MetricSource for CorrelatorMetrics {
             "Observation or baseline messages refused, by reason.",
         );
         for (reason, v) in &st.bad_messages {
-            let _ = writeln!(out, "nightjar_fleet_bad_messages_total{{reason=\"{reason}\"}} {v}");
+            let _ = writeln!(
+                out,
+                "nightjar_fleet_bad_messages_total{{reason=\"{reason}\"}} {v}"
+            );
         }
         let _ = writeln!(
             out,
