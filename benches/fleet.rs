@@ -72,7 +72,7 @@ fn main() {
     }
     let raw: RawFleet = toml::from_str(&format!(
         "role = \"sensor\"\nbrokers = [{brokers:?}]\nobservations_topic = \"{obs_topic}\"\n\
-         records_topic = \"{rec_topic}\"\ngroup_id = \"{topic}.group\"\nspool_dir = {:?}\n",
+         records_topic = \"{rec_topic}\"\nbaselines_topic = \"\"\ngroup_id = \"{topic}.group\"\nspool_dir = {:?}\n",
         dir.join("spool").display().to_string()
     ))
     .unwrap();

@@ -115,6 +115,27 @@ struct MdmArgs {
     catalog: Option<PathBuf>,
 }
 
+impl MdmArgs {
+    /// The inventory and identity feed (flags first, then the config's files).
+    fn identity_inputs(
+        &self,
+        cfg: &Config,
+    ) -> Result<(
+        Option<std::sync::Arc<nightjar::mdm::Inventory>>,
+        Vec<nightjar::correlate::identity::FeedEntry>,
+    )> {
+        let inventory = match self.inventory.as_ref().or(cfg.mdm.inventory.as_ref()) {
+            Some(p) => Some(std::sync::Arc::new(nightjar::mdm::load_inventory(p)?)),
+            None => None,
+        };
+        let feed = match self.identity.as_ref().or(cfg.identity_feed.as_ref()) {
+            Some(p) => nightjar::correlate::identity::load_feed(p)?,
+            None => Vec::new(),
+        };
+        Ok((inventory, feed))
+    }
+}
+
 #[derive(clap::Args)]
 struct CorrelateArgs {
     /// Configuration file (TOML): `[fleet]` names the brokers, topics and group.
@@ -247,14 +268,7 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         OutputPath::Stdout => Sink::stdout(),
         OutputPath::File(p) => Sink::file(p)?,
     };
-    let inventory = match args.mdm.inventory.as_ref().or(cfg.mdm.inventory.as_ref()) {
-        Some(p) => Some(std::sync::Arc::new(nightjar::mdm::load_inventory(p)?)),
-        None => None,
-    };
-    let feed = match args.mdm.identity.as_ref().or(cfg.identity_feed.as_ref()) {
-        Some(p) => nightjar::correlate::identity::load_feed(p)?,
-        None => Vec::new(),
-    };
+    let (inventory, feed) = args.mdm.identity_inputs(&cfg)?;
     let opts = ReplayOptions {
         inputs: args.pcaps.clone(),
         workers: cfg.capture.workers,
@@ -274,16 +288,7 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
             };
             let mut publisher = Publisher::new(&cfg.fleet, keys)?;
             let report = replay(&opts, &mut publisher, &mut sink).context("replay failed")?;
-            let st = publisher.finish();
-            eprintln!(
-                "nightjar: sensor: {} observations, {} delivered, {} produce errors, {} spooled ({} bytes left), {} dropped",
-                st.observations,
-                st.delivered,
-                st.produce_errors,
-                st.spool.spooled,
-                st.spool_bytes,
-                st.spool.dropped_full + st.spool.dropped_io + st.encode_errors
-            );
+            eprintln!("nightjar: sensor: {}", publisher.finish());
             if let Some(e) = &report.error {
                 eprintln!("nightjar: {e}");
                 return Ok(ExitCode::FAILURE);
@@ -352,18 +357,11 @@ fn run_correlate(args: CorrelateArgs) -> Result<ExitCode> {
         Some(p) => nightjar::mdm::load_events(p)?,
         None => Vec::new(),
     };
-    let catalog_path = args.mdm.catalog.or(cfg.mdm.catalog.clone());
+    let catalog_path = args.mdm.catalog.clone().or(cfg.mdm.catalog.clone());
     if let Some(p) = &catalog_path {
         nightjar::mdm::load_catalog(p)?;
     }
-    let inventory = match args.mdm.inventory.as_ref().or(cfg.mdm.inventory.as_ref()) {
-        Some(p) => Some(std::sync::Arc::new(nightjar::mdm::load_inventory(p)?)),
-        None => None,
-    };
-    let feed = match args.mdm.identity.as_ref().or(cfg.identity_feed.as_ref()) {
-        Some(p) => nightjar::correlate::identity::load_feed(p)?,
-        None => Vec::new(),
-    };
+    let (inventory, feed) = args.mdm.identity_inputs(&cfg)?;
     let sink = match (&args.output, &cfg.output.path) {
         (Some(p), _) | (None, OutputPath::File(p)) => Sink::file(p)?,
         (None, OutputPath::Stdout) => Sink::stdout(),

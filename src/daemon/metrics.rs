@@ -51,7 +51,13 @@ pub(crate) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// A family with one unlabelled sample.
-fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+pub(crate) fn single(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl std::fmt::Display,
+) {
     family(out, name, kind, help);
     let _ = writeln!(out, "{name} {value}");
 }

@@ -201,38 +201,37 @@ impl FleetBaselines {
         if !self.sources.contains_key(key.source()) && self.sources.len() >= MAX_SOURCES {
             return Err(PieceError::TooManySources);
         }
-        let hl = self.half_life_seconds;
-        match key {
-            PieceKey::Scope { source, scope } => {
-                let sb = one.scopes.remove(&scope).ok_or(PieceError::Mismatch)?;
-                if !one.scopes.is_empty() || !one.apps.is_empty() {
-                    return Err(PieceError::Mismatch);
-                }
-                let store = self
-                    .sources
-                    .entry(source)
-                    .or_insert_with(|| Baselines::new(hl));
-                // Bounded like a baselines file: a new scope beyond the bound is refused.
-                if !store.scopes.contains_key(&scope) && store.scopes.len() >= MAX_SCOPES {
-                    return Err(PieceError::Invalid);
-                }
-                store.scopes.insert(scope, sb);
+        // The value holds exactly what the key names.
+        let named = match &key {
+            PieceKey::Scope { scope, .. } => {
+                one.apps.is_empty() && one.scopes.len() == 1 && one.scopes.contains_key(scope)
             }
-            PieceKey::App { source, app } => {
-                let mem = one.apps.remove(&app).ok_or(PieceError::Mismatch)?;
-                if !one.scopes.is_empty() || !one.apps.is_empty() {
-                    return Err(PieceError::Mismatch);
-                }
-                let store = self
-                    .sources
-                    .entry(source)
-                    .or_insert_with(|| Baselines::new(hl));
-                if !store.apps.contains_key(&app) && store.apps.len() >= MAX_SCOPES {
-                    return Err(PieceError::Invalid);
-                }
-                store.apps.insert(app, mem);
+            PieceKey::App { app, .. } => {
+                one.scopes.is_empty() && one.apps.len() == 1 && one.apps.contains_key(app)
             }
+        };
+        if !named {
+            return Err(PieceError::Mismatch);
         }
+        let hl = self.half_life_seconds;
+        let store = self
+            .sources
+            .entry(key.source().to_string())
+            .or_insert_with(|| Baselines::new(hl));
+        // Bounded like a baselines file: a new scope or app beyond the bound is refused.
+        let full = match &key {
+            PieceKey::Scope { scope, .. } => {
+                !store.scopes.contains_key(scope) && store.scopes.len() >= MAX_SCOPES
+            }
+            PieceKey::App { app, .. } => {
+                !store.apps.contains_key(app) && store.apps.len() >= MAX_SCOPES
+            }
+        };
+        if full {
+            return Err(PieceError::Invalid);
+        }
+        store.scopes.append(&mut one.scopes);
+        store.apps.append(&mut one.apps);
         Ok(())
     }
 

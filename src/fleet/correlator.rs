@@ -531,7 +531,7 @@ pub struct CorrelatorMetrics(pub Mutex<ConsumerStats>);
 
 impl crate::daemon::metrics::MetricSource for CorrelatorMetrics {
     fn render(&self, out: &mut String) {
-        use crate::daemon::metrics::family;
+        use crate::daemon::metrics::{family, single};
         use std::fmt::Write;
         let Ok(st) = self.0.lock().map(|s| s.clone()) else {
             return;
@@ -595,8 +595,7 @@ impl crate::daemon::metrics::MetricSource for CorrelatorMetrics {
             ),
         ];
         for (name, help, v) in counters {
-            family(out, name, "counter", help);
-            let _ = writeln!(out, "{name} {v}");
+            single(out, name, "counter", help, v);
         }
         family(
             out,

@@ -17,7 +17,7 @@ use super::spool::{Spool, SpoolStats};
 use super::wire;
 use crate::correlate::identity::{FeedEntry, IdentityTable, StaticIdentity};
 use crate::correlate::{queue_feed, Update};
-use crate::daemon::metrics::{family, MetricSource};
+use crate::daemon::metrics::{family, single, MetricSource};
 use crate::observation::Observation;
 use crate::output::{Sink, SinkError};
 use crate::pipeline::live::LiveHandler;
@@ -119,8 +119,7 @@ impl MetricSource for SpoolingContext {
             ),
         ];
         for (name, help, v) in counters {
-            family(out, name, "counter", help);
-            let _ = writeln!(out, "{name} {v}");
+            single(out, name, "counter", help, v);
         }
         family(
             out,
@@ -175,6 +174,22 @@ pub struct SensorStats {
     pub encode_errors: u64,
     pub spool_bytes: u64,
     pub spool: SpoolStats,
+}
+
+/// The summary line's text.
+impl std::fmt::Display for SensorStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} observations, {} delivered, {} produce errors, {} spooled ({} bytes left), {} dropped",
+            self.observations,
+            self.delivered,
+            self.produce_errors,
+            self.spool.spooled,
+            self.spool_bytes,
+            self.spool.dropped_full + self.spool.dropped_io + self.encode_errors
+        )
+    }
 }
 
 pub struct Publisher {
@@ -404,15 +419,7 @@ impl LiveHandler for Publisher {
     }
 
     fn finish(&mut self, _: &ReplayReport, _: &mut Sink) -> Result<(), SinkError> {
-        let st = Publisher::finish(self);
-        eprintln!(
-            "nightjar: sensor: {} observations, {} delivered, {} produce errors, {} spooled bytes left, {} dropped",
-            st.observations,
-            st.delivered,
-            st.produce_errors,
-            st.spool_bytes,
-            st.spool.dropped_full + st.spool.dropped_io
-        );
+        eprintln!("nightjar: sensor: {}", Publisher::finish(self));
         Ok(())
     }
 }
