@@ -12,11 +12,14 @@
 //! only after the records of every offset below them were written to the
 //! output and acknowledged by the records topic; a partition being revoked is
 //! committed in the rebalance callback before it moves, and a message fetched
-//! before its partition was revoked is left to the new owner; an alert is
-//! committed as soon as it is written, so only a crash inside that one
-//! synchronous commit can repeat an alert (with the same `event.id`); a crash
-//! can repeat the flow records of at most one `commit_interval`, which carry
-//! their flow ids and Community IDs.
+//! before its partition was revoked is left to the new owner. An alert is
+//! written only after a commit up to its message succeeded (the group
+//! confirms the partition is still this member's; else the alert and the
+//! partition's state are left to its next owner) and is committed at once
+//! after, so only a crash, or a rebalance, in the milliseconds between the
+//! two commits can repeat an alert (with the same `event.id`); a crash can
+//! repeat the flow records of at most one `commit_interval`, which carry their
+//! flow ids and Community IDs.
 
 use super::baselines::{source_name, Link, LinkStats};
 use super::config::FleetConfig;
@@ -61,6 +64,9 @@ pub struct ConsumerStats {
     pub records_topic_errors: u64,
     /// Commits done.
     pub commits: u64,
+    /// Alerts not written because the commit before them failed (a rebalance):
+    /// the partition's next owner writes them.
+    pub alerts_deferred: u64,
     /// Commits the group refused (a partition already moved to another member).
     pub commit_errors: u64,
     /// Messages of a partition revoked before they were processed (left to its new owner).
@@ -93,17 +99,18 @@ struct Shared {
 }
 
 impl Shared {
-    /// Flushes the output and the records topic, then commits what they hold.
-    fn commit(&mut self, consumer: &BaseConsumer<CorrelatorContext>) {
+    /// Flushes the output and the records topic, then commits what they hold;
+    /// false when the flush or the commit failed (nothing to commit is success).
+    fn commit(&mut self, consumer: &BaseConsumer<CorrelatorContext>) -> bool {
         if let Err(e) = self.out.flush() {
             self.error.get_or_insert(e.to_string());
-            return;
+            return false;
         }
         if let Some(p) = &self.records {
             if p.flush(REQUEST_TIMEOUT).is_err() {
                 self.error
                     .get_or_insert("records topic: flush timed out".into());
-                return;
+                return false;
             }
         }
         let mut tpl = TopicPartitionList::new();
@@ -113,7 +120,7 @@ impl Shared {
             }
         }
         if tpl.count() == 0 {
-            return;
+            return true;
         }
         match consumer.commit(&tpl, CommitMode::Sync) {
             Ok(()) => {
@@ -123,10 +130,14 @@ impl Shared {
                         self.committed.insert(e.partition(), o);
                     }
                 }
+                true
             }
             // A partition lost to the group (session timeout) cannot be committed:
             // its next owner rewrites what was not committed (at least once).
-            Err(_) => self.stats.commit_errors += 1,
+            Err(_) => {
+                self.stats.commit_errors += 1;
+                false
+            }
         }
     }
 }
@@ -263,7 +274,7 @@ pub fn consume(
         }
         if let Some(m) = &opts.metrics {
             if last_stats.elapsed() >= STATS_INTERVAL {
-                lag(&consumer, &topic, &states);
+                standing(&consumer, &topic, &states);
                 if let (Some(s), Ok(mut slot)) = (shared(&consumer), m.0.lock()) {
                     *slot = s.stats.clone();
                     slot.baselines = link.as_ref().map(|l| l.stats.clone());
@@ -287,9 +298,25 @@ pub fn consume(
                     last_commit = Instant::now();
                 }
                 if let Some(idle) = opts.until_idle {
-                    if last_message.elapsed() >= idle && lag(&consumer, &topic, &states) == Some(0)
-                    {
-                        break;
+                    if last_message.elapsed() >= idle {
+                        match standing(&consumer, &topic, &states) {
+                            // Partitions whose messages were all committed before:
+                            // read them once, so their state and end-of-run records
+                            // exist (their records are suppressed).
+                            Some(st) if opts.finish && !st.unread.is_empty() => {
+                                for (p, low) in st.unread {
+                                    let _ = consumer.seek(
+                                        &topic,
+                                        p,
+                                        Offset::Offset(low),
+                                        REQUEST_TIMEOUT,
+                                    );
+                                }
+                                last_message = Instant::now();
+                            }
+                            Some(st) if st.lag == 0 => break,
+                            _ => {}
+                        }
                     }
                 }
                 continue;
@@ -374,14 +401,38 @@ pub fn consume(
             Err(e) => *s.stats.bad_messages.entry(e.reason()).or_default() += 1,
         }
         let key = msg.key().unwrap_or_default().to_vec();
-        let mut alert = false;
-        for lines in rx.try_iter() {
-            if off < st.suppress_below {
-                s.stats.suppressed += lines.iter().filter(|&&b| b == b'\n').count() as u64;
+        let out: Vec<Vec<u8>> = rx.try_iter().collect();
+        if off < st.suppress_below {
+            s.stats.suppressed += out.iter().map(|l| line_count(l)).sum::<u64>();
+            st.next = off + 1;
+            s.processed.insert(p, off + 1);
+            continue;
+        }
+        let alert = out.iter().any(|l| contains(l, b"\"nightjar.alert\""));
+        if alert {
+            // Before an alert is written, the group must confirm this member
+            // still owns the partition: commit up to this message. If it does
+            // not (a rebalance is moving partitions, or the broker is away),
+            // the alert is not written and the partition's state is dropped:
+            // whoever owns it next (this member again, after a rebuild from
+            // the committed offset) writes it, once.
+            s.processed.insert(p, off);
+            if !s.commit(&consumer) {
+                s.stats.alerts_deferred += 1;
+                s.processed.remove(&p);
+                s.committed.remove(&p);
+                states.remove(&p);
+                drop(s);
+                // Fetch this message again: if the partition is still ours, its
+                // state is rebuilt from the committed offset and the alert retried
+                // (after a pause, as the group or the broker needs time).
+                std::thread::sleep(POLL_INTERVAL);
+                let _ = consumer.seek(&topic, p, Offset::Offset(off), REQUEST_TIMEOUT);
                 continue;
             }
-            alert |= contains(&lines, b"\"nightjar.alert\"");
-            write_records(&mut s, &key, &lines)?;
+        }
+        for lines in &out {
+            write_records(&mut s, &key, lines)?;
         }
         st.next = off + 1;
         s.processed.insert(p, off + 1);
@@ -466,6 +517,10 @@ fn shared(c: &BaseConsumer<CorrelatorContext>) -> Option<std::sync::MutexGuard<'
     c.context().shared.lock().ok()
 }
 
+fn line_count(lines: &[u8]) -> u64 {
+    lines.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -473,8 +528,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// Writes whole lines to the output and, one message per record, to the records topic.
 fn write_records(s: &mut Shared, key: &[u8], lines: &[u8]) -> Result<(), FleetError> {
     s.out.write_lines(lines)?;
-    let n = lines.iter().filter(|&&b| b == b'\n').count() as u64;
-    s.stats.records += n;
+    s.stats.records += line_count(lines);
     if let Some(p) = &s.records {
         for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let mut record: BaseRecord<'_, [u8], [u8]> =
@@ -501,28 +555,55 @@ fn write_records(s: &mut Shared, key: &[u8], lines: &[u8]) -> Result<(), FleetEr
     Ok(())
 }
 
-/// Messages behind the assigned partitions' ends (also kept in the stats);
+/// Where this member stands on its assigned partitions.
+struct Standing {
+    /// Messages behind the partitions' ends (also kept in the stats).
+    lag: u64,
+    /// Partitions with retained messages whose state was never built (every
+    /// message was committed before they came here), with their first offset.
+    unread: Vec<(i32, i64)>,
+}
+
 /// `None` with nothing assigned or a broker that does not answer.
-fn lag(
+fn standing(
     consumer: &BaseConsumer<CorrelatorContext>,
     topic: &str,
     states: &BTreeMap<i32, PartitionState>,
-) -> Option<u64> {
+) -> Option<Standing> {
     let assignment = consumer.assignment().ok()?;
     if assignment.count() == 0 {
         return None;
     }
-    let mut lag = 0u64;
+    let positions = consumer.position().ok()?;
+    let mut st = Standing {
+        lag: 0,
+        unread: Vec::new(),
+    };
     for e in assignment.elements_for_topic(topic) {
         let p = e.partition();
         let (low, high) = consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT).ok()?;
-        let next = states.get(&p).map_or(low, |s| s.next);
-        lag += (high - next).max(0) as u64;
+        let next = match states.get(&p) {
+            Some(s) => s.next,
+            None => {
+                if high > low {
+                    st.unread.push((p, low));
+                }
+                // Where the fetcher stands (the committed offset), else the start.
+                positions
+                    .find_partition(topic, p)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    })
+                    .unwrap_or(low)
+            }
+        };
+        st.lag += (high - next).max(0) as u64;
     }
     if let Ok(mut s) = consumer.context().shared.lock() {
-        s.stats.lag = lag;
+        s.stats.lag = st.lag;
     }
-    Some(lag)
+    Some(st)
 }
 
 /// The correlator's counters, published for `/metrics` every [`STATS_INTERVAL`].
@@ -537,7 +618,7 @@ impl crate::daemon::metrics::MetricSource for CorrelatorMetrics {
             return;
         };
         let bl = st.baselines.clone().unwrap_or_default();
-        let counters: [(&str, &str, u64); 11] = [
+        let counters: [(&str, &str, u64); 12] = [
             (
                 "nightjar_fleet_messages_total",
                 "Observation messages read (state rebuilds included).",
@@ -572,6 +653,11 @@ impl crate::daemon::metrics::MetricSource for CorrelatorMetrics {
                 "nightjar_fleet_commit_errors_total",
                 "Offset commits the group refused.",
                 st.commit_errors,
+            ),
+            (
+                "nightjar_fleet_alerts_deferred_total",
+                "Alerts left to the partition's next owner because the commit before them failed.",
+                st.alerts_deferred,
             ),
             (
                 "nightjar_fleet_offset_gaps_total",
