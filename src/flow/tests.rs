@@ -118,5 +118,5 @@ fn quic_hello_missing_a_piece_is_truncated_not_guessed() {
 fn an_idle_flow_stays_within_its_documented_footprint() {
     let f = super::FlowFootprint::get();
     println!("flow footprint: {f:?}, total {}", f.total());
-    assert!(f.total() <= 601, "{f:?}: {} bytes", f.total());
+    assert!(f.total() <= 256, "{f:?}: {} bytes", f.total());
 }
