@@ -99,7 +99,12 @@ fn resolver_addr(ip: IpAddr) -> bool {
     // Parsed once (the check runs for every flow to port 443).
     static ADDRS: OnceLock<Vec<IpAddr>> = OnceLock::new();
     ADDRS
-        .get_or_init(|| DOH_RESOLVER_ADDRS.iter().filter_map(|a| a.parse().ok()).collect())
+        .get_or_init(|| {
+            DOH_RESOLVER_ADDRS
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect()
+        })
         .contains(&ip)
 }
 

@@ -5,9 +5,10 @@
 //! Builders set fields by their dotted path with [`Record::put`], so the code
 //! reads like the schema. Values that are absent are left out, never null.
 //!
-//! A record is kept flat while it is built: its dotted paths in one string and
-//! a list of (path, value) entries, so building one costs a few allocations
-//! instead of one map node and key string per field. Paths are stored with
+//! A record is kept flat while it is built: its dotted paths in one byte
+//! buffer and a list of (path, value) entries, so building one costs a few
+//! allocations instead of one map node and key string per field (and the two
+//! buffers of a dropped record are kept for the next one, [`RECORD_POOL`]). Paths are stored with
 //! [`SEP`] in place of each dot, so that plain byte order of the stored paths
 //! is the component-by-component order a map sorted by key at every level
 //! gives (a key never holds a byte below 2). [`Record::write_json`] sorts the
@@ -24,7 +25,7 @@ use std::cell::RefCell;
 
 /// What a path's dots are stored as: below every byte a key holds, so that
 /// "a" < "a.b" < "a_b" < "ab" in byte order, as components order them.
-const SEP: char = '\u{1}';
+const SEP: u8 = 1;
 
 /// How many dropped records' buffers each thread keeps for the next records
 /// (a writer builds and drops one record at a time; a few cover interleaving).
@@ -33,16 +34,22 @@ pub const RECORD_POOL: usize = 4;
 /// Type of a record's entries: (start, end) of the path in `paths`, and the value.
 type Fields = Vec<(u32, u32, Value)>;
 
+/// A path component as text (always valid: paths are split at ASCII bytes).
+fn text(part: &[u8]) -> &str {
+    std::str::from_utf8(part).unwrap_or_default()
+}
+
 thread_local! {
     /// Buffers of dropped records, reused by [`Record::new`] (at most [`RECORD_POOL`]).
-    static POOL: RefCell<Vec<(String, Fields)>> = const { RefCell::new(Vec::new()) };
+    static POOL: RefCell<Vec<(Vec<u8>, Fields)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A record under construction.
 #[derive(Default)]
 pub struct Record {
-    /// Every path put so far, one after the other, dots stored as [`SEP`].
-    paths: String,
+    /// Every path put so far, one after the other, dots stored as [`SEP`]
+    /// (UTF-8: put from `&str` with one ASCII byte replaced by another).
+    paths: Vec<u8>,
     /// (start, end) of the path in `paths`, and its value, in put order.
     fields: Fields,
 }
@@ -93,14 +100,19 @@ fn write_u64(out: &mut Vec<u8>, mut n: u64) {
 
 /// Writes `s` as a JSON string.
 fn write_str(out: &mut Vec<u8>, s: &str) {
-    if plain(s.as_bytes()) {
+    write_key(out, s.as_bytes());
+}
+
+/// Writes UTF-8 text `s` (a path component or a string) as a JSON string.
+fn write_key(out: &mut Vec<u8>, s: &[u8]) {
+    if plain(s) {
         out.reserve(s.len() + 2);
         out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(s);
         out.push(b'"');
     } else {
         // Writing into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
+        let _ = serde_json::to_writer(&mut *out, text(s));
     }
 }
 
@@ -154,7 +166,7 @@ impl Record {
             .try_with(|pool| pool.try_borrow_mut().ok().and_then(|mut p| p.pop()))
             .ok()
             .flatten()
-            .unwrap_or_else(|| (String::with_capacity(2048), Vec::with_capacity(64)));
+            .unwrap_or_else(|| (Vec::with_capacity(2048), Vec::with_capacity(64)));
         let mut r = Record { paths, fields };
         r.put("@timestamp", ts(ts_ns));
         r.put("event.dataset", dataset);
@@ -164,14 +176,8 @@ impl Record {
     /// Sets the field at a dotted path (a later put on the same path replaces it).
     pub fn put(&mut self, path: &str, value: impl Into<Value>) {
         let start = self.paths.len();
-        let mut parts = path.split('.');
-        if let Some(first) = parts.next() {
-            self.paths.push_str(first);
-        }
-        for part in parts {
-            self.paths.push(SEP);
-            self.paths.push_str(part);
-        }
+        self.paths
+            .extend(path.bytes().map(|b| if b == b'.' { SEP } else { b }));
         // Record paths are short literals; a record past 4 GiB of paths is not built.
         let span = (
             u32::try_from(start).unwrap_or(u32::MAX),
@@ -194,7 +200,7 @@ impl Record {
         }
     }
 
-    fn path(&self, start: u32, end: u32) -> &str {
+    fn path(&self, start: u32, end: u32) -> &[u8] {
         self.paths
             .get(start as usize..end as usize)
             .unwrap_or_default()
@@ -202,9 +208,9 @@ impl Record {
 
     /// The value last put at exactly this path.
     pub fn get(&self, path: &str) -> Option<&Value> {
-        let stored: String = path
-            .chars()
-            .map(|c| if c == '.' { SEP } else { c })
+        let stored: Vec<u8> = path
+            .bytes()
+            .map(|b| if b == b'.' { SEP } else { b })
             .collect();
         self.fields
             .iter()
@@ -218,7 +224,7 @@ impl Record {
         // Among equal paths the last put stays last. The first 16 bytes of a
         // path, zero-padded, order paths as the paths do (no path holds a zero
         // byte) and decide most comparisons without a call to compare strings.
-        let mut keyed: Vec<(u128, &str, u32)> = self
+        let mut keyed: Vec<(u128, &[u8], u32)> = self
             .fields
             .iter()
             .enumerate()
@@ -226,13 +232,13 @@ impl Record {
                 let path = self.path(*s, *e);
                 let mut head = [0u8; 16];
                 let n = path.len().min(16);
-                head[..n].copy_from_slice(&path.as_bytes()[..n]);
+                head[..n].copy_from_slice(&path[..n]);
                 (u128::from_be_bytes(head), path, i as u32)
             })
             .collect();
         keyed.sort_unstable();
         // The objects currently open, outermost first (path components).
-        let mut open: Vec<&str> = Vec::with_capacity(8);
+        let mut open: Vec<&[u8]> = Vec::with_capacity(8);
         let mut first = true;
         out.push(b'{');
         for (i, &(_, path, ix)) in keyed.iter().enumerate() {
@@ -242,18 +248,18 @@ impl Record {
                 if next_path == path
                     || next_path
                         .strip_prefix(path)
-                        .is_some_and(|rest| rest.starts_with(SEP))
+                        .is_some_and(|rest| rest.first() == Some(&SEP))
                 {
                     continue;
                 }
             }
-            let (parents, leaf) = match path.rsplit_once(SEP) {
-                Some((p, l)) => (Some(p), l),
+            let (parents, leaf) = match path.iter().rposition(|&b| b == SEP) {
+                Some(i) => (Some(&path[..i]), &path[i + 1..]),
                 None => (None, path),
             };
             let mut depth = 0;
-            let mut rest = parents.map(|p| p.split(SEP));
-            let mut pending: Option<&str> = None;
+            let mut rest = parents.map(|p| p.split(|&b| b == SEP));
+            let mut pending: Option<&[u8]> = None;
             if let Some(parts) = rest.as_mut() {
                 for part in parts.by_ref() {
                     if open.get(depth) == Some(&part) {
@@ -274,7 +280,7 @@ impl Record {
                 if !first {
                     out.push(b',');
                 }
-                write_str(out, part);
+                write_key(out, part);
                 out.extend_from_slice(b":{");
                 open.push(part);
                 first = true;
@@ -282,7 +288,7 @@ impl Record {
             if !first {
                 out.push(b',');
             }
-            write_str(out, leaf);
+            write_key(out, leaf);
             out.push(b':');
             write_value(out, value);
             first = false;
@@ -304,7 +310,7 @@ impl Record {
         for (s, e, value) in self.fields.iter() {
             let path = self.path(*s, *e);
             let mut map = &mut root;
-            let mut parts = path.split(SEP).peekable();
+            let mut parts = path.split(|&b| b == SEP).map(text).peekable();
             while let Some(part) = parts.next() {
                 if parts.peek().is_none() {
                     map.insert(part.to_string(), value.clone());
@@ -478,7 +484,10 @@ mod tests {
         ]);
         let mut out = Vec::new();
         write_value(&mut out, &v);
-        assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&v).unwrap());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            serde_json::to_string(&v).unwrap()
+        );
     }
 
     #[test]

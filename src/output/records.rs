@@ -36,7 +36,13 @@ pub fn flow_record(f: &FlowSummary, ctx: &FlowContext) -> Record {
 
     for (paths, ip, port, d) in [
         (
-            ["source.ip", "source.port", "source.mac", "source.packets", "source.bytes"],
+            [
+                "source.ip",
+                "source.port",
+                "source.mac",
+                "source.packets",
+                "source.bytes",
+            ],
             f.client_ip,
             f.client_port,
             &f.client,
@@ -131,7 +137,10 @@ pub fn flow_record(f: &FlowSummary, ctx: &FlowContext) -> Record {
     );
     r.put("nightjar.flow.profile.idle_gaps", p.idle_gaps);
     r.put("nightjar.flow.profile.idle_gap_max_us", p.idle_gap_max_us);
-    r.put("nightjar.flow.profile.idle_gap_total_us", p.idle_gap_total_us);
+    r.put(
+        "nightjar.flow.profile.idle_gap_total_us",
+        p.idle_gap_total_us,
+    );
     if let Some(src) = ctx.domain_source {
         r.put("nightjar.flow.domain_source", src);
     }
