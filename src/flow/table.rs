@@ -145,7 +145,7 @@ struct Flow {
     interim_from_ns: u64,
     sides: [DirectionStats; 2],
     /// Labels of the encapsulation layers (`None` for most flows: no allocation).
-    encap: Option<Box<Vec<String>>>,
+    encap: Option<Box<EncapLabels>>,
     tcp: Tcp,
     profile: ProfileState,
     /// Saturating (u32: a flow with four billion truncated packets is counted as that many).
@@ -153,6 +153,10 @@ struct Flow {
     fragments: u32,
     inspector: Inspector,
 }
+
+/// The labels of a flow's encapsulation layers, outer first (boxed in the flow:
+/// one pointer there, where a slice would take two).
+struct EncapLabels(Vec<String>);
 
 /// A slab entry: the flow held in place (no allocation per flow), and a
 /// generation that changes each time the slot is freed.
@@ -542,7 +546,8 @@ impl Shard {
             last_ns: now,
             interim_from_ns: now,
             sides: Default::default(),
-            encap: (!encap.is_empty()).then(|| Box::new(encap.iter().map(encap_label).collect())),
+            encap: (!encap.is_empty())
+                .then(|| Box::new(EncapLabels(encap.iter().map(encap_label).collect()))),
             tcp: Tcp::default(),
             profile: ProfileState::default(),
             truncated_packets: 0,
@@ -701,7 +706,7 @@ impl Shard {
             server_port: k.endpoint(sv).port,
             proto: k.proto,
             vlans: k.vlans.iter().copied().filter(|&v| v != 0).collect(),
-            encap: f.encap.as_deref().cloned().unwrap_or_default(),
+            encap: f.encap.as_ref().map(|e| e.0.clone()).unwrap_or_default(),
             community_id: community_id(k, DEFAULT_SEED),
             client_reason: f.client_reason,
             start_ns: f.start_ns,
@@ -770,6 +775,9 @@ pub struct FlowFootprint {
     pub map_entry: usize,
     /// Its entry in an expiry queue.
     pub queue_entry: usize,
+    /// Not in [`FlowFootprint::total`]: what a flow of two or more packets adds,
+    /// allocated once at its second packet (its timing sequence and burst counters).
+    pub profile: usize,
 }
 
 impl FlowFootprint {
@@ -779,9 +787,11 @@ impl FlowFootprint {
             slot: std::mem::size_of::<Slot>() - std::mem::size_of::<Flow>(),
             map_entry: std::mem::size_of::<u32>() + 1,
             queue_entry: std::mem::size_of::<QueueEntry>(),
+            profile: std::mem::size_of::<super::profile::ProfileMore>(),
         }
     }
 
+    /// The fixed bytes of a flow of one packet.
     pub const fn total(&self) -> usize {
         self.flow + self.slot + self.map_entry + self.queue_entry
     }
