@@ -18,12 +18,13 @@ fn main() {
     const FLOWS: u32 = 1_000_000;
     let f = FlowFootprint::get();
     println!(
-        "fixed bytes per flow: {} (flow {}, slot {}, map entry {}, queue entry {})",
+        "fixed bytes per flow: {} (flow {}, slot {}, map entry {}, queue entry {}); a flow of two or more packets adds {} (its timing profile)",
         f.total(),
         f.flow,
         f.slot,
         f.map_entry,
-        f.queue_entry
+        f.queue_entry,
+        f.profile
     );
     let mut frame = vec![0u8; 14 + 20 + 8 + 22];
     frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());

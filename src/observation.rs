@@ -84,8 +84,7 @@ pub struct DirectionStats {
     pub payload_bytes: u64,
     /// TCP flags seen from this side, as letters (F S R P A U E C).
     pub tcp_flags: u8,
-    pub first_ns: u64,
-    pub last_ns: u64,
+    /// Source MAC of this side's first frame, when the link layer has one.
     pub mac: Option<[u8; 6]>,
 }
 

@@ -31,7 +31,7 @@ const FLOOD_PACKETS: u64 = 600_000;
 const BASE_BYTES: u64 = 24 << 20;
 
 /// Memory one flow may cost while the table is full, handshake buffers not
-/// included: the boxed flow (keys, counters, timing profile, inspector state
+/// included: the flow in its slab slot (key, counters, timing profile, inspector state
 /// with its reassembler range tables), its slot, its expiry-queue entries
 /// (stale ones included, up to `EVICT_SCAN_LIMIT` per eviction) and hash-index
 /// entry, with allocator overhead. Measured about 1.3 KiB; 4 KiB is the

@@ -16,6 +16,7 @@
 //! never a false alarm on ordinary HTTPS). Invariant: pure functions, no allocation.
 
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 /// iCloud Private Relay ingress names (Apple's guidance to networks that want to block
 /// the relay names exactly these).
@@ -95,9 +96,16 @@ fn name_in(name: &str, list: &[&str]) -> bool {
 }
 
 fn resolver_addr(ip: IpAddr) -> bool {
-    DOH_RESOLVER_ADDRS
-        .iter()
-        .any(|a| a.parse::<IpAddr>().is_ok_and(|x| x == ip))
+    // Parsed once (the check runs for every flow to port 443).
+    static ADDRS: OnceLock<Vec<IpAddr>> = OnceLock::new();
+    ADDRS
+        .get_or_init(|| {
+            DOH_RESOLVER_ADDRS
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect()
+        })
+        .contains(&ip)
 }
 
 /// The flow facts the classification needs.

@@ -1,6 +1,7 @@
 //! Per-flow timing profile: the shape of a conversation without its content.
 //!
-//! Three parts, all updated in O(1) per packet with no allocation:
+//! Three parts, all updated in O(1) per packet, with one allocation per flow at
+//! its second packet and none after (see [`ProfileState`]):
 //! - `sequence`: the first [`PROFILE_PACKETS`] packets as (signed L4 payload
 //!   length, inter-arrival time). Positive lengths are client → server, negative
 //!   server → client; lengths saturate at ±32,767 (kept as `i16`: the sequence is
@@ -30,9 +31,26 @@ pub struct Profile {
     pub idle_gap_total_us: u64,
 }
 
-/// The running state kept in the flow (fixed size; the [`Profile`] is built at emit time).
-#[derive(Clone, Debug)]
+/// The running state kept in the flow. A flow of one packet needs nothing but
+/// that packet's length and direction (its sequence is that one entry, with
+/// gap 0, one burst and no idle gap), so the sequence and the burst and gap
+/// counters live in [`ProfileMore`], allocated once per flow at its second
+/// packet (never again: the flow's first packet is replayed into it then).
+/// An idle flow of one packet (a flood's, a scan's, an unanswered datagram's)
+/// so costs 16 bytes here instead of 256.
+#[derive(Clone, Debug, Default)]
 pub struct ProfileState {
+    more: Option<Box<ProfileMore>>,
+    /// The first packet's payload length (until `more` exists).
+    first_len: u32,
+    /// 0: no packet yet; 1: the first packet came from the client; 2: from the server.
+    first_dir: u8,
+}
+
+/// The profile of a flow past its first packet (fixed size; the [`Profile`] is
+/// built at emit time).
+#[derive(Clone, Debug)]
+pub struct ProfileMore {
     n: u8,
     /// Saturating at ±[`i16::MAX`] (larger only with segmentation offload or jumbo frames).
     lengths: [i16; PROFILE_PACKETS],
@@ -46,9 +64,9 @@ pub struct ProfileState {
     idle_gap_total_us: u64,
 }
 
-impl Default for ProfileState {
+impl Default for ProfileMore {
     fn default() -> Self {
-        ProfileState {
+        ProfileMore {
             n: 0,
             lengths: [0; PROFILE_PACKETS],
             iat_us: [0; PROFILE_PACKETS],
@@ -63,9 +81,8 @@ impl Default for ProfileState {
     }
 }
 
-impl ProfileState {
-    /// Records one packet. `from_client` orients the length; `ts_ns` is packet time.
-    pub fn update(&mut self, ts_ns: u64, payload_len: u32, from_client: bool, burst_gap_ns: u64) {
+impl ProfileMore {
+    fn update(&mut self, ts_ns: u64, payload_len: u32, from_client: bool, burst_gap_ns: u64) {
         let first = self.bursts == 0;
         let gap_ns = if first {
             0
@@ -99,8 +116,7 @@ impl ProfileState {
         }
     }
 
-    /// Flips the orientation of the recorded lengths (the client was re-identified).
-    pub fn swap_direction(&mut self) {
+    fn swap_direction(&mut self) {
         for l in &mut self.lengths[..usize::from(self.n)] {
             *l = -*l;
         }
@@ -108,7 +124,7 @@ impl ProfileState {
         self.max_burst_bytes.swap(0, 1);
     }
 
-    pub fn snapshot(&self) -> Profile {
+    fn snapshot(&self) -> Profile {
         let n = usize::from(self.n);
         Profile {
             lengths: self.lengths[..n].iter().map(|&v| i32::from(v)).collect(),
@@ -122,6 +138,58 @@ impl ProfileState {
     }
 }
 
+impl ProfileState {
+    /// Records one packet. `from_client` orients the length; `ts_ns` is packet
+    /// time; `first_ns` is the time of the flow's first packet.
+    pub fn update(
+        &mut self,
+        ts_ns: u64,
+        payload_len: u32,
+        from_client: bool,
+        burst_gap_ns: u64,
+        first_ns: u64,
+    ) {
+        if let Some(more) = self.more.as_deref_mut() {
+            more.update(ts_ns, payload_len, from_client, burst_gap_ns);
+        } else if self.first_dir == 0 {
+            self.first_len = payload_len;
+            self.first_dir = if from_client { 1 } else { 2 };
+        } else {
+            // The flow's second packet: the one allocation of its profile.
+            let more = self
+                .more
+                .insert(Box::new(self.replay_first(first_ns, burst_gap_ns)));
+            more.update(ts_ns, payload_len, from_client, burst_gap_ns);
+        }
+    }
+
+    /// A full state holding the first packet only.
+    fn replay_first(&self, first_ns: u64, burst_gap_ns: u64) -> ProfileMore {
+        let mut more = ProfileMore::default();
+        if self.first_dir != 0 {
+            more.update(first_ns, self.first_len, self.first_dir == 1, burst_gap_ns);
+        }
+        more
+    }
+
+    /// Flips the orientation of the recorded lengths (the client was re-identified).
+    pub fn swap_direction(&mut self) {
+        match self.more.as_deref_mut() {
+            Some(more) => more.swap_direction(),
+            None if self.first_dir != 0 => self.first_dir ^= 3,
+            None => {}
+        }
+    }
+
+    pub fn snapshot(&self) -> Profile {
+        match self.more.as_deref() {
+            Some(more) => more.snapshot(),
+            // The gap does not matter for one packet; the time is only the base of its gap.
+            None => self.replay_first(0, 0).snapshot(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,9 +199,9 @@ mod tests {
     #[test]
     fn bursts_and_gaps() {
         let mut p = ProfileState::default();
-        p.update(10 * SEC, 100, true, SEC);
-        p.update(10 * SEC + 1000, 200, false, SEC);
-        p.update(15 * SEC, 50, true, SEC); // new burst after a 5 s gap
+        p.update(10 * SEC, 100, true, SEC, 10 * SEC);
+        p.update(10 * SEC + 1000, 200, false, SEC, 10 * SEC);
+        p.update(15 * SEC, 50, true, SEC, 10 * SEC); // new burst after a 5 s gap
         let s = p.snapshot();
         assert_eq!(s.lengths, vec![100, -200, 50]);
         assert_eq!(s.iat_us, vec![0, 1, 4_999_999]);
@@ -146,7 +214,7 @@ mod tests {
     fn sequence_is_bounded() {
         let mut p = ProfileState::default();
         for i in 0..100 {
-            p.update(i, 1, true, SEC);
+            p.update(i, 1, true, SEC, 0);
         }
         assert_eq!(p.snapshot().lengths.len(), PROFILE_PACKETS);
         assert_eq!(p.snapshot().bursts, 1);
@@ -155,8 +223,57 @@ mod tests {
     #[test]
     fn lengths_saturate() {
         let mut p = ProfileState::default();
-        p.update(1, 65_000, true, SEC);
-        p.update(2, 65_000, false, SEC);
+        p.update(1, 65_000, true, SEC, 1);
+        p.update(2, 65_000, false, SEC, 1);
         assert_eq!(p.snapshot().lengths, vec![32_767, -32_767]);
+    }
+
+    #[test]
+    fn one_packet_needs_no_allocation() {
+        let mut p = ProfileState::default();
+        p.update(7 * SEC, 40_000, false, SEC, 7 * SEC);
+        assert!(p.more.is_none());
+        let s = p.snapshot();
+        assert_eq!(s.lengths, vec![-32_767]);
+        assert_eq!(s.iat_us, vec![0]);
+        assert_eq!((s.bursts, s.idle_gaps), (1, 0));
+        assert_eq!(s.max_burst_bytes, [0, 40_000]);
+        p.swap_direction();
+        assert_eq!(p.snapshot().lengths, vec![32_767]);
+        assert_eq!(p.snapshot().max_burst_bytes, [40_000, 0]);
+        assert_eq!(ProfileState::default().snapshot().bursts, 0);
+    }
+
+    proptest::proptest! {
+        /// The state that allocates at the second packet gives the same profile
+        /// as a full state fed every packet from the first.
+        #[test]
+        fn same_as_a_full_state(
+            packets in proptest::collection::vec((0u64..3_000_000_000, 0u32..70_000, proptest::bool::ANY, 0u8..8), 1..50),
+            gap in 1u64..2_000_000_000,
+        ) {
+            let mut lazy = ProfileState::default();
+            let mut full = ProfileMore::default();
+            let mut ts = 1_000 * SEC;
+            let mut first_ns = None;
+            for (step, len, from_client, swap) in packets {
+                ts += step;
+                let first_ns = *first_ns.get_or_insert(ts);
+                lazy.update(ts, len, from_client, gap, first_ns);
+                full.update(ts, len, from_client, gap);
+                if swap == 0 {
+                    lazy.swap_direction();
+                    full.swap_direction();
+                }
+                let (a, b) = (lazy.snapshot(), full.snapshot());
+                proptest::prop_assert_eq!(&a.lengths, &b.lengths);
+                proptest::prop_assert_eq!(&a.iat_us, &b.iat_us);
+                proptest::prop_assert_eq!(a.bursts, b.bursts);
+                proptest::prop_assert_eq!(a.max_burst_bytes, b.max_burst_bytes);
+                proptest::prop_assert_eq!(a.idle_gaps, b.idle_gaps);
+                proptest::prop_assert_eq!(a.idle_gap_max_us, b.idle_gap_max_us);
+                proptest::prop_assert_eq!(a.idle_gap_total_us, b.idle_gap_total_us);
+            }
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The bounded flow table of one shard, and the per-packet flow logic.
 //!
-//! Storage: a slab of flows (`Vec<Slot>` with a free list) indexed by a hash
-//! map from [`FlowKey`] to slot. Expiry: one FIFO queue of `(slot, generation)`
+//! Storage: a slab of flows (`Vec<Slot>`, flows held in place, with a free
+//! list) indexed by a hash table of slot numbers: the key is stored once, in
+//! the flow, and the table hashes and compares through the slab. Expiry: one FIFO queue of `(slot, generation)`
 //! per timeout class; an entry whose flow was touched since it was queued is
 //! re-queued behind, so every step of a sweep is O(1) amortized.
 //!
@@ -24,7 +25,8 @@ use crate::decode::{decode, Encap, EncapChain, Fragment, Packet, Vlans, L4};
 use crate::observation::{ClientReason, DirectionStats, FlowSummary, Observation, Termination};
 use foldhash::fast::SeedableRandomState;
 use foldhash::SharedSeed;
-use std::collections::{HashMap, VecDeque};
+use hashbrown::HashTable;
+use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
@@ -105,16 +107,30 @@ enum Class {
 }
 const CLASSES: usize = 4;
 
+/// TCP state of a flow: each side's initial sequence number and the FIN/RST seen.
 #[derive(Default)]
 struct Tcp {
-    isn: [Option<u32>; 2],
-    fin: [bool; 2],
-    rst: bool,
+    /// Valid where the `ISN_SEEN` bit of that side is set.
+    isn: [u32; 2],
+    /// `ISN_SEEN << side`, `FIN_SEEN << side`, `RST_SEEN`.
+    bits: u8,
 }
+
+const ISN_SEEN: u8 = 0x01;
+const FIN_SEEN: u8 = 0x04;
+const RST_SEEN: u8 = 0x10;
 
 impl Tcp {
     fn closed(&self) -> bool {
-        self.rst || (self.fin[0] && self.fin[1])
+        self.rst() || self.bits & (FIN_SEEN * 3) == FIN_SEEN * 3
+    }
+
+    fn rst(&self) -> bool {
+        self.bits & RST_SEEN != 0
+    }
+
+    fn isn(&self) -> [Option<u32>; 2] {
+        [0, 1].map(|i| (self.bits & (ISN_SEEN << i) != 0).then_some(self.isn[i]))
     }
 }
 
@@ -128,8 +144,8 @@ struct Flow {
     last_ns: u64,
     interim_from_ns: u64,
     sides: [DirectionStats; 2],
-    /// Labels of the encapsulation layers (empty for most flows: no allocation).
-    encap: Box<[String]>,
+    /// Labels of the encapsulation layers (`None` for most flows: no allocation).
+    encap: Option<Box<EncapLabels>>,
     tcp: Tcp,
     profile: ProfileState,
     /// Saturating (u32: a flow with four billion truncated packets is counted as that many).
@@ -138,9 +154,15 @@ struct Flow {
     inspector: Inspector,
 }
 
+/// The labels of a flow's encapsulation layers, outer first (boxed in the flow:
+/// one pointer there, where a slice would take two).
+struct EncapLabels(Vec<String>);
+
+/// A slab entry: the flow held in place (no allocation per flow), and a
+/// generation that changes each time the slot is freed.
 struct Slot {
     gen: u32,
-    flow: Option<Box<Flow>>,
+    flow: Option<Flow>,
 }
 
 struct QueueEntry {
@@ -153,7 +175,9 @@ struct QueueEntry {
 /// One worker's flow table and the per-packet logic.
 pub struct Shard {
     cfg: FlowConfig,
-    map: HashMap<FlowKey, u32, SeedableRandomState>,
+    /// Slot numbers, hashed by their flow's key (bounded by `max_flows`).
+    map: HashTable<u32>,
+    hasher: SeedableRandomState,
     slots: Vec<Slot>,
     free: Vec<u32>,
     queues: [VecDeque<QueueEntry>; CLASSES],
@@ -240,7 +264,8 @@ impl Shard {
     pub fn new(cfg: FlowConfig) -> Shard {
         Shard {
             cfg,
-            map: HashMap::with_hasher(flow_hash_state()),
+            map: HashTable::new(),
+            hasher: flow_hash_state(),
             slots: Vec::new(),
             free: Vec::new(),
             queues: Default::default(),
@@ -347,13 +372,23 @@ impl Shard {
         );
         let is_syn = tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
 
-        let mut slot = self.map.get(&key).copied();
+        let hash = self.hasher.hash_one(key);
+        let slots = &self.slots;
+        let mut slot = self
+            .map
+            .find(hash, |&s| {
+                slots[s as usize]
+                    .flow
+                    .as_ref()
+                    .is_some_and(|f| f.key == key)
+            })
+            .copied();
         if let Some(s) = slot {
             let flow = self.flow(s);
             let expired = now.saturating_sub(flow.last_ns) > self.timeout(flow.class);
             let reused = is_syn
                 && flow.tcp.closed()
-                && flow.tcp.isn[side.index()].is_some_and(|isn| isn != seq);
+                && flow.tcp.isn()[side.index()].is_some_and(|isn| isn != seq);
             if expired || reused {
                 // Not swept yet, so its idle boundary is still ahead: it ends now.
                 let reason = Self::end_reason(flow, expired);
@@ -363,43 +398,48 @@ impl Shard {
         }
         let s = match slot {
             Some(s) => s,
-            None => self.create(key, side, pkt, tcp_flags, payload, now, out),
+            None => self.create(key, hash, side, pkt, tcp_flags, payload, now, out),
         };
 
         let burst_gap = self.cfg.burst_gap_ns;
         let active_timeout = self.cfg.active_timeout_ns;
         let flow = self.slots[s as usize]
             .flow
-            .as_deref_mut()
+            .as_mut()
             .expect("mapped slot holds a flow");
         let was_closed = flow.tcp.closed();
         let d = &mut flow.sides[side.index()];
         if d.packets == 0 {
-            d.first_ns = now;
             d.mac = pkt.src_mac;
         }
         d.packets += 1;
         d.ip_bytes += u64::from(pkt.ip.ip_len);
         d.payload_bytes += u64::from(pkt.l4_payload_len);
         d.tcp_flags |= tcp_flags;
-        d.last_ns = d.last_ns.max(now);
         flow.last_ns = flow.last_ns.max(now);
         flow.truncated_packets = flow
             .truncated_packets
             .saturating_add(u32::from(pkt.truncated));
         flow.fragments = flow.fragments.saturating_add(fragments);
-        flow.profile
-            .update(now, pkt.l4_payload_len, side == flow.client, burst_gap);
+        flow.profile.update(
+            now,
+            pkt.l4_payload_len,
+            side == flow.client,
+            burst_gap,
+            flow.start_ns,
+        );
 
         if key.proto == 6 {
+            let i = side.index();
             if tcp_flags & TCP_SYN != 0 {
-                flow.tcp.isn[side.index()] = Some(seq);
+                flow.tcp.isn[i] = seq;
+                flow.tcp.bits |= ISN_SEEN << i;
             }
             if tcp_flags & TCP_FIN != 0 {
-                flow.tcp.fin[side.index()] = true;
+                flow.tcp.bits |= FIN_SEEN << i;
             }
             if tcp_flags & TCP_RST != 0 {
-                flow.tcp.rst = true;
+                flow.tcp.bits |= RST_SEEN;
             }
         }
 
@@ -417,7 +457,7 @@ impl Shard {
             flow.id,
             flow.client,
             seen,
-            &flow.tcp.isn,
+            &flow.tcp.isn(),
             out,
             &mut self.stats,
         );
@@ -452,7 +492,7 @@ impl Shard {
     }
 
     fn end_reason(flow: &Flow, expired: bool) -> Termination {
-        if flow.tcp.rst {
+        if flow.tcp.rst() {
             Termination::Rst
         } else if flow.tcp.closed() {
             Termination::Fin
@@ -467,6 +507,7 @@ impl Shard {
     fn create(
         &mut self,
         key: FlowKey,
+        hash: u64,
         side: Side,
         pkt: &Packet<'_>,
         flags: u8,
@@ -494,7 +535,8 @@ impl Shard {
             }
         };
         let id = key.symmetric_hash() ^ now.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let flow = Box::new(Flow {
+        let encap = pkt.encap.as_slice();
+        let flow = Flow {
             key,
             id,
             client,
@@ -504,13 +546,14 @@ impl Shard {
             last_ns: now,
             interim_from_ns: now,
             sides: Default::default(),
-            encap: pkt.encap.as_slice().iter().map(encap_label).collect(),
+            encap: (!encap.is_empty())
+                .then(|| Box::new(EncapLabels(encap.iter().map(encap_label).collect()))),
             tcp: Tcp::default(),
             profile: ProfileState::default(),
             truncated_packets: 0,
             fragments: 0,
             inspector: Inspector::new(&key),
-        });
+        };
         let s = match self.free.pop() {
             Some(s) => {
                 self.slots[s as usize].flow = Some(flow);
@@ -524,7 +567,13 @@ impl Shard {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.map.insert(key, s);
+        let (hasher, slots) = (&self.hasher, &self.slots);
+        self.map.insert_unique(hash, s, |&t| {
+            slots[t as usize]
+                .flow
+                .as_ref()
+                .map_or(0, |f| hasher.hash_one(f.key))
+        });
         self.stats.created += 1;
         self.stats.peak_active = self.stats.peak_active.max(self.map.len() as u64);
         self.enqueue(s);
@@ -534,20 +583,20 @@ impl Shard {
     fn flow(&self, s: u32) -> &Flow {
         self.slots[s as usize]
             .flow
-            .as_deref()
+            .as_ref()
             .expect("mapped slot holds a flow")
     }
 
     fn flow_mut(&mut self, s: u32) -> &mut Flow {
         self.slots[s as usize]
             .flow
-            .as_deref_mut()
+            .as_mut()
             .expect("mapped slot holds a flow")
     }
 
     fn enqueue(&mut self, s: u32) {
         let slot = &self.slots[s as usize];
-        let flow = slot.flow.as_deref().expect("enqueued slot holds a flow");
+        let flow = slot.flow.as_ref().expect("enqueued slot holds a flow");
         self.queues[flow.class as usize].push_back(QueueEntry {
             slot: s,
             gen: slot.gen,
@@ -558,7 +607,7 @@ impl Shard {
     /// The live flow an entry refers to, if the entry is still current for this queue.
     fn entry_flow(&self, e: &QueueEntry, class: usize) -> Option<&Flow> {
         let slot = self.slots.get(e.slot as usize)?;
-        let flow = slot.flow.as_deref()?;
+        let flow = slot.flow.as_ref()?;
         (slot.gen == e.gen && flow.class as usize == class).then_some(flow)
     }
 
@@ -632,7 +681,10 @@ impl Shard {
         let obs = Observation::Flow(self.summary(s, reason, at_ns));
         let slot = &mut self.slots[s as usize];
         if let Some(flow) = slot.flow.take() {
-            self.map.remove(&flow.key);
+            let hash = self.hasher.hash_one(flow.key);
+            if let Ok(entry) = self.map.find_entry(hash, |&t| t == s) {
+                entry.remove();
+            }
         }
         slot.gen = slot.gen.wrapping_add(1);
         self.free.push(s);
@@ -654,7 +706,7 @@ impl Shard {
             server_port: k.endpoint(sv).port,
             proto: k.proto,
             vlans: k.vlans.iter().copied().filter(|&v| v != 0).collect(),
-            encap: f.encap.to_vec(),
+            encap: f.encap.as_ref().map(|e| e.0.clone()).unwrap_or_default(),
             community_id: community_id(k, DEFAULT_SEED),
             client_reason: f.client_reason,
             start_ns: f.start_ns,
@@ -683,7 +735,7 @@ impl Shard {
         let (now, boundary) = (self.now_ns, boundary_at_or_before(self.now_ns));
         let mut live: Vec<(u64, u64, u64, u32)> = Vec::with_capacity(self.map.len());
         for (i, slot) in self.slots.iter().enumerate() {
-            if let Some(f) = slot.flow.as_deref() {
+            if let Some(f) = slot.flow.as_ref() {
                 let timeout = self.timeout(f.class);
                 let at = if boundary.saturating_sub(f.last_ns) > timeout {
                     idle_boundary(f.last_ns, timeout)
@@ -715,26 +767,31 @@ impl Shard {
 /// costs before any handshake bytes, names or records are held).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowFootprint {
-    /// The boxed flow: key, counters, timing profile, inspector state.
+    /// The flow: key, counters, timing profile of its first packet, inspector state.
     pub flow: usize,
-    /// Its slot in the slab.
+    /// What its slot in the slab adds to the flow (the generation).
     pub slot: usize,
-    /// Its entry in the key → slot map (key, slot and one control byte, at 100% load).
+    /// Its entry in the hash table (a slot number and one control byte, at 100% load).
     pub map_entry: usize,
     /// Its entry in an expiry queue.
     pub queue_entry: usize,
+    /// Not in [`FlowFootprint::total`]: what a flow of two or more packets adds,
+    /// allocated once at its second packet (its timing sequence and burst counters).
+    pub profile: usize,
 }
 
 impl FlowFootprint {
     pub const fn get() -> FlowFootprint {
         FlowFootprint {
             flow: std::mem::size_of::<Flow>(),
-            slot: std::mem::size_of::<Slot>(),
-            map_entry: std::mem::size_of::<(FlowKey, u32)>() + 1,
+            slot: std::mem::size_of::<Slot>() - std::mem::size_of::<Flow>(),
+            map_entry: std::mem::size_of::<u32>() + 1,
             queue_entry: std::mem::size_of::<QueueEntry>(),
+            profile: std::mem::size_of::<super::profile::ProfileMore>(),
         }
     }
 
+    /// The fixed bytes of a flow of one packet.
     pub const fn total(&self) -> usize {
         self.flow + self.slot + self.map_entry + self.queue_entry
     }

@@ -5,9 +5,10 @@
 //! Builders set fields by their dotted path with [`Record::put`], so the code
 //! reads like the schema. Values that are absent are left out, never null.
 //!
-//! A record is kept flat while it is built: its dotted paths in one string and
-//! a list of (path, value) entries, so building one costs a few allocations
-//! instead of one map node and key string per field. Paths are stored with
+//! A record is kept flat while it is built: its dotted paths in one byte
+//! buffer and a list of (path, value) entries, so building one costs a few
+//! allocations instead of one map node and key string per field (and the two
+//! buffers of a dropped record are kept for the next one, [`RECORD_POOL`]). Paths are stored with
 //! [`SEP`] in place of each dot, so that plain byte order of the stored paths
 //! is the component-by-component order a map sorted by key at every level
 //! gives (a key never holds a byte below 2). [`Record::write_json`] sorts the
@@ -20,50 +21,153 @@
 use crate::capture::Timestamp;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::cell::RefCell;
 
 /// What a path's dots are stored as: below every byte a key holds, so that
 /// "a" < "a.b" < "a_b" < "ab" in byte order, as components order them.
-const SEP: char = '\u{1}';
+const SEP: u8 = 1;
+
+/// How many dropped records' buffers each thread keeps for the next records
+/// (a writer builds and drops one record at a time; a few cover interleaving).
+pub const RECORD_POOL: usize = 4;
+
+/// Type of a record's entries: (start, end) of the path in `paths`, and the value.
+type Fields = Vec<(u32, u32, Value)>;
+
+/// A path component as text (always valid: paths are split at ASCII bytes).
+fn text(part: &[u8]) -> &str {
+    std::str::from_utf8(part).unwrap_or_default()
+}
+
+thread_local! {
+    /// Buffers of dropped records, reused by [`Record::new`] (at most [`RECORD_POOL`]).
+    static POOL: RefCell<Vec<(Vec<u8>, Fields)>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A record under construction.
 #[derive(Default)]
 pub struct Record {
-    /// Every path put so far, one after the other, dots stored as [`SEP`].
-    paths: String,
+    /// Every path put so far, one after the other, dots stored as [`SEP`]
+    /// (UTF-8: put from `&str` with one ASCII byte replaced by another).
+    paths: Vec<u8>,
     /// (start, end) of the path in `paths`, and its value, in put order.
-    fields: Vec<(u32, u32, Value)>,
+    fields: Fields,
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        if self.paths.capacity() == 0 {
+            return;
+        }
+        let mut paths = std::mem::take(&mut self.paths);
+        let mut fields = std::mem::take(&mut self.fields);
+        paths.clear();
+        fields.clear();
+        // A thread being torn down has no pool: the buffers are freed instead.
+        let _ = POOL.try_with(|pool| {
+            if let Ok(mut pool) = pool.try_borrow_mut() {
+                if pool.len() < RECORD_POOL {
+                    pool.push((paths, fields));
+                }
+            }
+        });
+    }
+}
+
+/// True when `s` needs no escaping in JSON (checked 16 bytes at a time, without
+/// stopping early inside a chunk, so the check is vectorised).
+fn plain(s: &[u8]) -> bool {
+    s.chunks(16).all(|c| {
+        c.iter()
+            .fold(true, |ok, &b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'))
+    })
+}
+
+/// Writes `n` in decimal.
+fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Writes `s` as a JSON string.
 fn write_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|c| c >= 0x20 && c != b'"' && c != b'\\') {
+    write_key(out, s.as_bytes());
+}
+
+/// Writes UTF-8 text `s` (a path component or a string) as a JSON string.
+fn write_key(out: &mut Vec<u8>, s: &[u8]) {
+    if plain(s) {
         out.reserve(s.len() + 2);
         out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(s);
         out.push(b'"');
     } else {
         // Writing into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
+        let _ = serde_json::to_writer(&mut *out, text(s));
     }
 }
 
-/// Writes `v` as JSON.
+/// Writes `v` as JSON, as `serde_json` writes it compactly (object keys in the
+/// map's order, sorted; floating-point numbers through `serde_json`).
 fn write_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::String(s) => write_str(out, s),
-        // Writing into a Vec cannot fail.
-        _ => {
-            let _ = serde_json::to_writer(&mut *out, v);
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                write_u64(out, u);
+            } else if let Some(i) = n.as_i64() {
+                // Not a u64, so negative.
+                out.push(b'-');
+                write_u64(out, i.unsigned_abs());
+            } else {
+                // Writing into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, n);
+            }
+        }
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            out.push(b'{');
+            for (i, (k, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, k);
+                out.push(b':');
+                write_value(out, item);
+            }
+            out.push(b'}');
         }
     }
 }
 
 impl Record {
     pub fn new(dataset: &str, ts_ns: u64) -> Record {
-        let mut r = Record {
-            paths: String::with_capacity(2048),
-            fields: Vec::with_capacity(64),
-        };
+        let (paths, fields) = POOL
+            .try_with(|pool| pool.try_borrow_mut().ok().and_then(|mut p| p.pop()))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| (Vec::with_capacity(2048), Vec::with_capacity(64)));
+        let mut r = Record { paths, fields };
         r.put("@timestamp", ts(ts_ns));
         r.put("event.dataset", dataset);
         r
@@ -73,7 +177,7 @@ impl Record {
     pub fn put(&mut self, path: &str, value: impl Into<Value>) {
         let start = self.paths.len();
         self.paths
-            .extend(path.chars().map(|c| if c == '.' { SEP } else { c }));
+            .extend(path.bytes().map(|b| if b == b'.' { SEP } else { b }));
         // Record paths are short literals; a record past 4 GiB of paths is not built.
         let span = (
             u32::try_from(start).unwrap_or(u32::MAX),
@@ -96,7 +200,7 @@ impl Record {
         }
     }
 
-    fn path(&self, start: u32, end: u32) -> &str {
+    fn path(&self, start: u32, end: u32) -> &[u8] {
         self.paths
             .get(start as usize..end as usize)
             .unwrap_or_default()
@@ -104,9 +208,9 @@ impl Record {
 
     /// The value last put at exactly this path.
     pub fn get(&self, path: &str) -> Option<&Value> {
-        let stored: String = path
-            .chars()
-            .map(|c| if c == '.' { SEP } else { c })
+        let stored: Vec<u8> = path
+            .bytes()
+            .map(|b| if b == b'.' { SEP } else { b })
             .collect();
         self.fields
             .iter()
@@ -117,37 +221,45 @@ impl Record {
 
     /// Appends the record as one JSON object (no newline) to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        // Among equal paths the last put stays last.
-        let mut order: Vec<(&str, u32)> = self
+        // Among equal paths the last put stays last. The first 16 bytes of a
+        // path, zero-padded, order paths as the paths do (no path holds a zero
+        // byte) and decide most comparisons without a call to compare strings.
+        let mut keyed: Vec<(u128, &[u8], u32)> = self
             .fields
             .iter()
             .enumerate()
-            .map(|(i, (s, e, _))| (self.path(*s, *e), i as u32))
+            .map(|(i, (s, e, _))| {
+                let path = self.path(*s, *e);
+                let mut head = [0u8; 16];
+                let n = path.len().min(16);
+                head[..n].copy_from_slice(&path[..n]);
+                (u128::from_be_bytes(head), path, i as u32)
+            })
             .collect();
-        order.sort_unstable();
+        keyed.sort_unstable();
         // The objects currently open, outermost first (path components).
-        let mut open: Vec<&str> = Vec::with_capacity(8);
+        let mut open: Vec<&[u8]> = Vec::with_capacity(8);
         let mut first = true;
         out.push(b'{');
-        for (i, &(path, ix)) in order.iter().enumerate() {
+        for (i, &(_, path, ix)) in keyed.iter().enumerate() {
             let value = &self.fields[ix as usize].2;
-            if let Some(&(next_path, _)) = order.get(i + 1) {
+            if let Some(&(_, next_path, _)) = keyed.get(i + 1) {
                 // Replaced by a later put, or a parent of the next field.
                 if next_path == path
                     || next_path
                         .strip_prefix(path)
-                        .is_some_and(|rest| rest.starts_with(SEP))
+                        .is_some_and(|rest| rest.first() == Some(&SEP))
                 {
                     continue;
                 }
             }
-            let (parents, leaf) = match path.rsplit_once(SEP) {
-                Some((p, l)) => (Some(p), l),
+            let (parents, leaf) = match path.iter().rposition(|&b| b == SEP) {
+                Some(i) => (Some(&path[..i]), &path[i + 1..]),
                 None => (None, path),
             };
             let mut depth = 0;
-            let mut rest = parents.map(|p| p.split(SEP));
-            let mut pending: Option<&str> = None;
+            let mut rest = parents.map(|p| p.split(|&b| b == SEP));
+            let mut pending: Option<&[u8]> = None;
             if let Some(parts) = rest.as_mut() {
                 for part in parts.by_ref() {
                     if open.get(depth) == Some(&part) {
@@ -168,7 +280,7 @@ impl Record {
                 if !first {
                     out.push(b',');
                 }
-                write_str(out, part);
+                write_key(out, part);
                 out.extend_from_slice(b":{");
                 open.push(part);
                 first = true;
@@ -176,7 +288,7 @@ impl Record {
             if !first {
                 out.push(b',');
             }
-            write_str(out, leaf);
+            write_key(out, leaf);
             out.push(b':');
             write_value(out, value);
             first = false;
@@ -198,7 +310,7 @@ impl Record {
         for (s, e, value) in self.fields.iter() {
             let path = self.path(*s, *e);
             let mut map = &mut root;
-            let mut parts = path.split(SEP).peekable();
+            let mut parts = path.split(|&b| b == SEP).map(text).peekable();
             while let Some(part) = parts.next() {
                 if parts.peek().is_none() {
                     map.insert(part.to_string(), value.clone());
@@ -361,6 +473,21 @@ mod tests {
             let (direct, via_value) = as_text(r);
             proptest::prop_assert_eq!(direct, via_value);
         }
+    }
+
+    #[test]
+    fn values_are_written_as_serde_json_writes_them() {
+        let v = serde_json::json!([
+            0, 7, u64::MAX, -1, i64::MIN, 1.5, -0.25, 1e300, true, false, null,
+            "plain", "quo\"te\\ \u{1} é", [], {}, [[1, "a"], {"b": {"c": [-3]}, "a": 2}],
+            "a string of more than sixteen bytes, \n with a newline past the first chunk"
+        ]);
+        let mut out = Vec::new();
+        write_value(&mut out, &v);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            serde_json::to_string(&v).unwrap()
+        );
     }
 
     #[test]

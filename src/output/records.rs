@@ -34,17 +34,40 @@ pub fn flow_record(f: &FlowSummary, ctx: &FlowContext) -> Record {
     r.put("event.end", ts(f.end_ns));
     r.put("event.duration", f.end_ns.saturating_sub(f.start_ns));
 
-    for (side, ip, port, d) in [
-        ("source", f.client_ip, f.client_port, &f.client),
-        ("destination", f.server_ip, f.server_port, &f.server),
+    for (paths, ip, port, d) in [
+        (
+            [
+                "source.ip",
+                "source.port",
+                "source.mac",
+                "source.packets",
+                "source.bytes",
+            ],
+            f.client_ip,
+            f.client_port,
+            &f.client,
+        ),
+        (
+            [
+                "destination.ip",
+                "destination.port",
+                "destination.mac",
+                "destination.packets",
+                "destination.bytes",
+            ],
+            f.server_ip,
+            f.server_port,
+            &f.server,
+        ),
     ] {
-        r.put(&format!("{side}.ip"), ip.to_string());
+        let [ip_path, port_path, mac_path, packets_path, bytes_path] = paths;
+        r.put(ip_path, ip.to_string());
         if matches!(f.proto, 6 | 17 | 132) {
-            r.put(&format!("{side}.port"), port);
+            r.put(port_path, port);
         }
-        r.put_opt(&format!("{side}.mac"), d.mac.as_ref().map(mac));
-        r.put(&format!("{side}.packets"), d.packets);
-        r.put(&format!("{side}.bytes"), d.ip_bytes);
+        r.put_opt(mac_path, d.mac.as_ref().map(mac));
+        r.put(packets_path, d.packets);
+        r.put(bytes_path, d.ip_bytes);
     }
     r.put_opt("destination.domain", ctx.domain.clone());
     if let Some(id) = &ctx.identity {
@@ -98,7 +121,26 @@ pub fn flow_record(f: &FlowSummary, ctx: &FlowContext) -> Record {
     if f.fragments > 0 {
         r.put("nightjar.flow.fragments", f.fragments);
     }
-    r.put_ser("nightjar.flow.profile", &f.profile);
+    let p = &f.profile;
+    r.put(
+        "nightjar.flow.profile.lengths",
+        p.lengths.iter().copied().collect::<Value>(),
+    );
+    r.put(
+        "nightjar.flow.profile.iat_us",
+        p.iat_us.iter().copied().collect::<Value>(),
+    );
+    r.put("nightjar.flow.profile.bursts", p.bursts);
+    r.put(
+        "nightjar.flow.profile.max_burst_bytes",
+        p.max_burst_bytes.iter().copied().collect::<Value>(),
+    );
+    r.put("nightjar.flow.profile.idle_gaps", p.idle_gaps);
+    r.put("nightjar.flow.profile.idle_gap_max_us", p.idle_gap_max_us);
+    r.put(
+        "nightjar.flow.profile.idle_gap_total_us",
+        p.idle_gap_total_us,
+    );
     if let Some(src) = ctx.domain_source {
         r.put("nightjar.flow.domain_source", src);
     }

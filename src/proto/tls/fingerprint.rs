@@ -9,7 +9,6 @@
 
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
-use std::fmt::Write as _;
 
 use super::Transport;
 
@@ -39,19 +38,37 @@ fn hex_digit(n: u8) -> char {
     char::from(b"0123456789abcdef"[usize::from(n & 15)])
 }
 
-fn join_decimal<T: Into<u32> + Copy>(values: &[T], skip_grease: bool) -> String {
-    let mut s = String::new();
+/// Appends `n` in decimal (a JA3 string holds about a hundred numbers).
+fn push_decimal(s: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        s.push(char::from(d));
+    }
+}
+
+/// Appends the values in decimal, joined by `-` (GREASE values left out if asked).
+fn push_decimals<T: Into<u32> + Copy>(s: &mut String, values: &[T], skip_grease: bool) {
+    let mut first = true;
     for v in values {
         let n: u32 = (*v).into();
         if skip_grease && u16::try_from(n).is_ok_and(is_grease) {
             continue;
         }
-        if !s.is_empty() {
+        if !first {
             s.push('-');
         }
-        let _ = write!(s, "{n}");
+        first = false;
+        push_decimal(s, n);
     }
-    s
 }
 
 /// JA3 string: `SSLVersion,Ciphers,Extensions,EllipticCurves,EcPointFormats`.
@@ -62,21 +79,30 @@ pub fn ja3_string(
     groups: &[u16],
     point_formats: &[u8],
 ) -> String {
-    format!(
-        "{legacy_version},{},{},{},{}",
-        join_decimal(ciphers, true),
-        join_decimal(extensions, true),
-        join_decimal(groups, true),
-        join_decimal(point_formats, false)
-    )
+    let mut s = String::with_capacity(
+        6 * (1 + ciphers.len() + extensions.len() + groups.len()) + 2 * point_formats.len(),
+    );
+    push_decimal(&mut s, legacy_version.into());
+    s.push(',');
+    push_decimals(&mut s, ciphers, true);
+    s.push(',');
+    push_decimals(&mut s, extensions, true);
+    s.push(',');
+    push_decimals(&mut s, groups, true);
+    s.push(',');
+    push_decimals(&mut s, point_formats, false);
+    s
 }
 
 /// JA3S string: `SSLVersion,Cipher,Extensions`.
 pub fn ja3s_string(legacy_version: u16, cipher: u16, extensions: &[u16]) -> String {
-    format!(
-        "{legacy_version},{cipher},{}",
-        join_decimal(extensions, true)
-    )
+    let mut s = String::with_capacity(12 + 6 * extensions.len());
+    push_decimal(&mut s, legacy_version.into());
+    s.push(',');
+    push_decimal(&mut s, cipher.into());
+    s.push(',');
+    push_decimals(&mut s, extensions, true);
+    s
 }
 
 /// MD5 of a JA3/JA3S string, lower-case hex.
