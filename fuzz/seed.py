@@ -269,6 +269,17 @@ def mdm_seeds():
         put("webhook", b"\x00" + r)
     put("webhook", b"\x00" + b"".join(reqs[:3]))  # pipelined
     put("webhook", b"\x03" + b"".join(reqs[:4]))  # small bounds
+    # Signed with X-Nightjar-Signature: bits 2-3 of byte 0 pick "hmac" (4) or "either" (8).
+    import hmac as hmac_
+    sig = lambda body: "X-Nightjar-Signature: sha256=%s\r\n" % hmac_.new(
+        WEBHOOK_SECRET.encode(), body, "sha256").hexdigest()
+    signed = [http_request("/webhook/jamf", hooks[0], None, sig(hooks[0])),
+              http_request("/webhook/micromdm", envelopes[0], None, sig(envelopes[0])),
+              http_request("/webhook/jamf", hooks[1], None, sig(hooks[0]))]  # another body's
+    for r in signed:
+        put("webhook", b"\x04" + r)
+        put("webhook", b"\x08" + r)
+    put("webhook", b"\x08" + reqs[0] + signed[0])
 
 
 def identity_seeds():

@@ -22,7 +22,7 @@ use nightjar::flow::reassembly::{tcp_clip, StreamReassembler};
 use nightjar::flow::{FlowConfig, Shard};
 use nightjar::mdm::adapter::http::parse_token;
 use nightjar::mdm::adapter::state::{cursor_json, parse_cursor};
-use nightjar::mdm::adapter::webhook::{Receiver, Routes, WebhookOptions};
+use nightjar::mdm::adapter::webhook::{Receiver, Routes, WebhookAuth, WebhookOptions};
 use nightjar::mdm::adapter::{
     build_inventory, intune, jamf, micromdm, AdapterStats, InventoryTracker, Secret,
 };
@@ -678,7 +678,8 @@ fn serve_bytes(raw: &[u8], secret: &str, opts: WebhookOptions) -> Served {
 }
 
 /// `webhook`: byte 0 picks the receiver's bounds (bit 0: a 256-byte body limit, bit 1:
-/// a burst of 2 requests); the rest is what a client sends on one connection (HTTP/1.1
+/// a burst of 2 requests) and credentials (bits 2-3: the secret, an HMAC signature,
+/// either, either); the rest is what a client sends on one connection (HTTP/1.1
 /// requests, pipelined or cut short). Every accepted webhook is queued, and a receiver
 /// whose secret appears nowhere in the input accepts nothing: whatever got past the
 /// credentials check once is sent again to one with another secret.
@@ -690,6 +691,11 @@ pub fn webhook(data: &[u8]) {
         max_body: if flags & 1 == 1 { 256 } else { 64 * 1024 },
         rate_per_sec: 0,
         burst: if flags & 2 == 2 { 2 } else { 1000 },
+        auth: match (flags >> 2) & 3 {
+            0 => WebhookAuth::Secret,
+            1 => WebhookAuth::Hmac,
+            _ => WebhookAuth::Either,
+        },
     };
     let served = serve_bytes(raw, WEBHOOK_SECRET, opts.clone());
     assert_eq!(
