@@ -382,8 +382,18 @@ fn records(obs: &mut Vec<Observation>) {
     }
 }
 
+/// A load error is printed as one line (on stderr, in the journal on a reload).
+fn one_line<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, E> {
+    if let Err(e) = &r {
+        let msg = e.to_string();
+        assert!(!msg.contains(['\n', '\r']), "a multi-line error: {msg:?}");
+    }
+    r
+}
+
 /// `mdm_files`: byte 0 picks the loader (inventory JSON, events NDJSON,
 /// catalog JSON, catalog TOML, privacy report NDJSON); the rest is the file.
+/// Errors are one line.
 pub fn mdm_files(data: &[u8]) {
     let Some((&which, body)) = data.split_first() else {
         return;
@@ -391,12 +401,12 @@ pub fn mdm_files(data: &[u8]) {
     let text = String::from_utf8_lossy(body);
     match which % 5 {
         0 => {
-            if let Ok(inv) = parse_inventory(&text, "fuzz") {
+            if let Ok(inv) = one_line(parse_inventory(&text, "fuzz")) {
                 let _ = inv.fingerprint();
             }
         }
         1 => {
-            if let Ok(events) = read_events(Cursor::new(body), "fuzz") {
+            if let Ok(events) = one_line(read_events(Cursor::new(body), "fuzz")) {
                 for e in &events {
                     let _ = e.to_json_line();
                 }
@@ -409,15 +419,18 @@ pub fn mdm_files(data: &[u8]) {
                 CatalogFormat::Toml
             };
             let mut b = CatalogBuilder::new();
-            if b.add_text(&text, format, "fuzz").is_ok() {
+            if one_line(b.add_text(&text, format, "fuzz")).is_ok() {
                 let c = b.build();
                 let _ = c.lookup("a.example.com");
                 let _ = nightjar::mdm::apps_to_catalog_json(c.apps());
             }
         }
         _ => {
-            let _ =
-                import_privacy_report(Cursor::new(body), "fuzz", PrivacyReportOptions::default());
+            let _ = one_line(import_privacy_report(
+                Cursor::new(body),
+                "fuzz",
+                PrivacyReportOptions::default(),
+            ));
         }
     }
 }
@@ -816,7 +829,7 @@ pub fn identity(data: &[u8]) {
         }
         Err(e) => {
             let msg = e.to_string();
-            assert!(!msg.contains(['\n', '\r']), "a multi-line error: {msg:?}");
+            let e = one_line(Err::<(), _>(e)).unwrap_err();
             if let IdentityError::Line { line, .. } = &e {
                 assert!(*line as u64 <= lines);
             }
