@@ -7,7 +7,7 @@ executions added, corpus size, peak RSS and the plateau verdict.
 Plateau: no new edge (cov) in the last third of the executions. The features
 (ft, finer than edges) gained in that third are shown beside it.
 
-Usage: fuzz/figures.py [TARGET...]
+Usage: fuzz/figures.py [--logs DIR] [TARGET...]   (DIR: default fuzz/logs)
 """
 import datetime
 import os
@@ -25,11 +25,15 @@ def at_or_before(lines, execs, field, default):
     return max((int(m.group(field)) for m in lines if int(m.group(1)) <= execs), default=default)
 
 
+args = sys.argv[1:]
+logs = os.path.join(HERE, "logs")
+if args[:1] == ["--logs"] and len(args) > 1:
+    logs, args = args[1], args[2:]
 print("| target | finished (UTC) | seconds | executions | exec/s | cov (start → end) | cov in last ⅓ "
       "| ft (start → end) | ft in last ⅓ | corpus | peak RSS | plateau | result |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-for t in sys.argv[1:] or TARGETS:
-    p = os.path.join(HERE, "logs", t + ".log")
+for t in args or TARGETS:
+    p = os.path.join(logs, t + ".log")
     if not os.path.exists(p):
         continue
     text = open(p, errors="replace").read()

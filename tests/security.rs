@@ -169,6 +169,14 @@ fn signature(secret: &str, body: &str) -> String {
     format!("sha256={hex}")
 }
 
+/// A Jamf webhook request with `body`, signed with `secret`.
+fn signed_request(secret: &str, body: &str) -> String {
+    request(
+        &format!("X-Nightjar-Signature: {}\r\n", signature(secret, body)),
+        body,
+    )
+}
+
 /// A Jamf webhook request carrying `headers` (each ending in CRLF) and `body`.
 fn request(headers: &str, body: &str) -> String {
     format!(
@@ -198,10 +206,7 @@ fn webhook_hmac_signature_is_accepted_and_forgeries_refused() {
         request("Authorization: Bearer s3cret\r\n", HOOK),
         request("", HOOK),
         // Keyed with another secret, or of another body.
-        request(
-            &format!("X-Nightjar-Signature: {}\r\n", signature("guess", HOOK)),
-            HOOK,
-        ),
+        signed_request("guess", HOOK),
         request(&format!("X-Nightjar-Signature: {good}\r\n"), &altered),
         // Not a well-formed signature.
         request("X-Nightjar-Signature: sha256=\r\n", HOOK),
@@ -223,26 +228,17 @@ fn webhook_hmac_signature_is_accepted_and_forgeries_refused() {
 #[test]
 fn webhook_signature_is_verified_before_the_body_is_parsed() {
     let body = "{not json";
-    let forged = request(
-        &format!("X-Nightjar-Signature: {}\r\n", signature("guess", body)),
-        body,
-    );
+    let forged = signed_request("guess", body);
     let (resp, s) = exchange_with(forged.as_bytes(), WebhookAuth::Hmac);
     assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
     assert_eq!((s.webhooks_unauthorized, s.webhooks_malformed), (1, 0));
-    let signed = request(
-        &format!("X-Nightjar-Signature: {}\r\n", signature("s3cret", body)),
-        body,
-    );
+    let signed = signed_request("s3cret", body);
     let (resp, s) = exchange_with(signed.as_bytes(), WebhookAuth::Hmac);
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
     assert_eq!((s.webhooks_unauthorized, s.webhooks_malformed), (0, 1));
     // A body over the limit cannot be verified: refused, and counted as unauthorized.
     let big = "x".repeat(300);
-    let raw = request(
-        &format!("X-Nightjar-Signature: {}\r\n", signature("s3cret", &big)),
-        &big,
-    );
+    let raw = signed_request("s3cret", &big);
     let (resp, s) = exchange_with(raw.as_bytes(), WebhookAuth::Hmac);
     assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
     assert_eq!((s.webhooks_unauthorized, s.webhooks_too_large), (1, 0));
@@ -251,10 +247,7 @@ fn webhook_signature_is_verified_before_the_body_is_parsed() {
 #[test]
 fn webhook_auth_modes() {
     let bearer = request("Authorization: Bearer s3cret\r\n", HOOK);
-    let signed = request(
-        &format!("X-Nightjar-Signature: {}\r\n", signature("s3cret", HOOK)),
-        HOOK,
-    );
+    let signed = signed_request("s3cret", HOOK);
     let neither = request("Authorization: Bearer guess\r\n", HOOK);
     for (auth, raw, want) in [
         (WebhookAuth::Either, &bearer, "202"),
