@@ -11,6 +11,7 @@ pub mod config;
 pub mod correlate;
 pub mod daemon;
 pub mod decode;
+pub mod fleet;
 pub mod flow;
 pub mod mdm;
 pub mod observation;

@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 use nightjar::config::{Config, OutputPath};
 use nightjar::correlate::baseline::Baselines;
 use nightjar::correlate::{AnalysisOptions, Correlator, CorrelatorOptions};
+use nightjar::fleet::config::Role;
+use nightjar::fleet::sensor::{KeyOptions, Publisher};
 use nightjar::output::Sink;
 use nightjar::pipeline::replay::{replay, ReplayOptions};
 use std::path::PathBuf;
@@ -37,6 +39,9 @@ enum Command {
         #[arg(long, default_value = "/etc/nightjar/nightjar.toml")]
         config: PathBuf,
     },
+    /// Fleet correlator (`[fleet] role = "correlator"`): consume observations from
+    /// Kafka with the consumer group, write records to the output and the records topic.
+    Correlate(CorrelateArgs),
     /// Validate a configuration file and print what is wrong, one line each.
     CheckConfig {
         /// Configuration file (TOML).
@@ -76,6 +81,24 @@ struct ReplayArgs {
     /// Also write a nightjar.dns record for every DNS message.
     #[arg(long)]
     dns_records: bool,
+    #[command(flatten)]
+    mdm: MdmArgs,
+    /// AN1717 baselines (JSON): loaded if the file exists, saved at the end of the
+    /// replay (needs --inventory, --events or --catalog).
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Write an evidence bundle per AN1717 alert into this directory (needs
+    /// --inventory, --events or --catalog).
+    #[arg(long)]
+    evidence_dir: Option<PathBuf>,
+    /// No progress line on stderr, even on a terminal.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// The MDM and identity inputs of `replay` and `correlate`.
+#[derive(clap::Args)]
+struct MdmArgs {
     /// MDM inventory JSON (docs/mdm.md): devices by hardware Wi-Fi MAC, udid, serial.
     /// Overrides `[mdm] inventory`.
     #[arg(long)]
@@ -90,17 +113,44 @@ struct ReplayArgs {
     /// App catalog: a TOML/JSON file or a directory of them (docs/mdm.md).
     #[arg(long)]
     catalog: Option<PathBuf>,
-    /// AN1717 baselines (JSON): loaded if the file exists, saved at the end of the
-    /// replay (needs --inventory, --events or --catalog).
+}
+
+impl MdmArgs {
+    /// The inventory and identity feed (flags first, then the config's files).
+    fn identity_inputs(
+        &self,
+        cfg: &Config,
+    ) -> Result<(
+        Option<std::sync::Arc<nightjar::mdm::Inventory>>,
+        Vec<nightjar::correlate::identity::FeedEntry>,
+    )> {
+        let inventory = match self.inventory.as_ref().or(cfg.mdm.inventory.as_ref()) {
+            Some(p) => Some(std::sync::Arc::new(nightjar::mdm::load_inventory(p)?)),
+            None => None,
+        };
+        let feed = match self.identity.as_ref().or(cfg.identity_feed.as_ref()) {
+            Some(p) => nightjar::correlate::identity::load_feed(p)?,
+            None => Vec::new(),
+        };
+        Ok((inventory, feed))
+    }
+}
+
+#[derive(clap::Args)]
+struct CorrelateArgs {
+    /// Configuration file (TOML): `[fleet]` names the brokers, topics and group.
+    #[arg(long, default_value = "/etc/nightjar/nightjar.toml")]
+    config: PathBuf,
+    /// Write records to this file (appended) instead of `[output] path`.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    mdm: MdmArgs,
+    /// Stop once every assigned partition is read to its end and nothing arrived
+    /// for this long (e.g. "5s"), writing the end-of-run records; default: run until
+    /// SIGTERM/SIGINT.
     #[arg(long)]
-    baseline: Option<PathBuf>,
-    /// Write an evidence bundle per AN1717 alert into this directory (needs
-    /// --inventory, --events or --catalog).
-    #[arg(long)]
-    evidence_dir: Option<PathBuf>,
-    /// No progress line on stderr, even on a terminal.
-    #[arg(long)]
-    quiet: bool,
+    until_idle: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -110,6 +160,7 @@ fn main() -> ExitCode {
         Command::Mdm {
             command: MdmCommand::Sync { config, output },
         } => mdm_sync(&config, output.as_deref()),
+        Command::Correlate(args) => run_correlate(args),
         Command::CheckConfig { config } => check_config(&config),
         Command::Run { config } => run_daemon(&config),
     };
@@ -200,11 +251,11 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         cfg.output.dns_records = true;
     }
     // MDM inputs are validated before any output is opened.
-    let events = match &args.events {
+    let events = match &args.mdm.events {
         Some(p) => nightjar::mdm::load_events(p)?,
         None => Vec::new(),
     };
-    let catalog = match &args.catalog {
+    let catalog = match &args.mdm.catalog {
         Some(p) => Some(nightjar::mdm::load_catalog(p)?),
         None => None,
     };
@@ -217,14 +268,34 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         OutputPath::Stdout => Sink::stdout(),
         OutputPath::File(p) => Sink::file(p)?,
     };
-    let inventory = match args.inventory.as_ref().or(cfg.mdm.inventory.as_ref()) {
-        Some(p) => Some(std::sync::Arc::new(nightjar::mdm::load_inventory(p)?)),
-        None => None,
+    let (inventory, feed) = args.mdm.identity_inputs(&cfg)?;
+    let opts = ReplayOptions {
+        inputs: args.pcaps.clone(),
+        workers: cfg.capture.workers,
+        flow: cfg.flow.clone(),
+        progress: !args.quiet,
     };
-    let feed = match args.identity.as_ref().or(cfg.identity_feed.as_ref()) {
-        Some(p) => nightjar::correlate::identity::load_feed(p)?,
-        None => Vec::new(),
-    };
+    match cfg.fleet.role {
+        Role::All => {}
+        Role::Correlator => anyhow::bail!(
+            "[fleet] role = \"correlator\" reads observations from Kafka: use `nightjar correlate`"
+        ),
+        Role::Sensor => {
+            let keys = KeyOptions {
+                inventory,
+                static_identities: cfg.identity_static.clone(),
+                feed,
+            };
+            let mut publisher = Publisher::new(&cfg.fleet, keys)?;
+            let report = replay(&opts, &mut publisher, &mut sink).context("replay failed")?;
+            eprintln!("nightjar: sensor: {}", publisher.finish());
+            if let Some(e) = &report.error {
+                eprintln!("nightjar: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     // Attribution and AN1717 run when there is anything to attribute with.
     let mdm_given = inventory.is_some() || catalog.is_some() || !events.is_empty();
     anyhow::ensure!(
@@ -252,12 +323,6 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         analysis,
     })
     .with_mdm(events, catalog);
-    let opts = ReplayOptions {
-        inputs: args.pcaps,
-        workers: cfg.capture.workers,
-        flow: cfg.flow.clone(),
-        progress: !args.quiet,
-    };
     let report = replay(&opts, &mut correlator, &mut sink).context("replay failed")?;
     correlator.finish(&report, &mut sink)?;
     sink.flush()?;
@@ -268,5 +333,117 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         eprintln!("nightjar: {e}");
         return Ok(ExitCode::FAILURE);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_correlate(args: CorrelateArgs) -> Result<ExitCode> {
+    use nightjar::fleet::correlator::{consume, ConsumeOptions, CorrelatorMetrics};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let cfg = Config::load(&args.config)?;
+    anyhow::ensure!(
+        cfg.fleet.role == Role::Correlator,
+        "{}: [fleet] role is not \"correlator\"",
+        args.config.display()
+    );
+    let until_idle = match &args.until_idle {
+        Some(s) => Some(
+            nightjar::config::parse_duration(s)
+                .map_err(|m| anyhow::anyhow!("--until-idle: {m}"))?,
+        ),
+        None => None,
+    };
+    let events = match args.mdm.events.as_ref().or(cfg.mdm.events.as_ref()) {
+        Some(p) => nightjar::mdm::load_events(p)?,
+        None => Vec::new(),
+    };
+    let catalog_path = args.mdm.catalog.clone().or(cfg.mdm.catalog.clone());
+    if let Some(p) = &catalog_path {
+        nightjar::mdm::load_catalog(p)?;
+    }
+    let (inventory, feed) = args.mdm.identity_inputs(&cfg)?;
+    let sink = match (&args.output, &cfg.output.path) {
+        (Some(p), _) | (None, OutputPath::File(p)) => Sink::file(p)?,
+        (None, OutputPath::Stdout) => Sink::stdout(),
+    };
+    let mdm_given = inventory.is_some() || catalog_path.is_some() || !events.is_empty();
+    let dns_records = cfg.output.dns_records;
+    let statics = cfg.identity_static.clone();
+    let detect = cfg.detect.clone();
+    let make = move || {
+        let analysis = mdm_given.then(|| AnalysisOptions {
+            baselines: None,
+            detect: detect.clone(),
+            evidence: None,
+        });
+        // Loaded and checked above: a failure here (the file changed) runs without it.
+        let catalog = catalog_path
+            .as_ref()
+            .and_then(|p| nightjar::mdm::load_catalog(p).ok());
+        Correlator::new(CorrelatorOptions {
+            dns_records,
+            inventory: inventory.clone(),
+            static_identities: statics.clone(),
+            feed: feed.clone(),
+            analysis,
+        })
+        .with_mdm(events.clone(), catalog)
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    // The correlator's counters on `[metrics] listen` (`/metrics`, `/healthz`).
+    let metrics = Arc::new(CorrelatorMetrics::default());
+    let listener = std::net::TcpListener::bind(cfg.metrics_listen)
+        .with_context(|| format!("metrics.listen: cannot bind {}", cfg.metrics_listen))?;
+    listener.set_nonblocking(true)?;
+    {
+        let stop = stop.clone();
+        let endpoint = Arc::new(nightjar::daemon::metrics::Endpoint {
+            state: None,
+            sources: vec![metrics.clone()],
+        });
+        std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(l) = tokio::net::TcpListener::from_std(listener) {
+                    tokio::spawn(nightjar::daemon::metrics::serve(l, endpoint));
+                }
+                let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                else {
+                    return;
+                };
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            });
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    let stats = consume(
+        &cfg.fleet,
+        ConsumeOptions {
+            make_correlator: Box::new(make),
+            stop,
+            until_idle,
+            finish: true,
+            metrics: Some(metrics),
+        },
+        sink,
+    )?;
+    eprintln!(
+        "nightjar: correlator: {} messages, {} records, {} suppressed, {} commits, {} bad messages, lag {}",
+        stats.messages,
+        stats.records,
+        stats.suppressed,
+        stats.commits,
+        stats.bad_messages.values().sum::<u64>(),
+        stats.lag
+    );
     Ok(ExitCode::SUCCESS)
 }

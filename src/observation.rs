@@ -7,10 +7,10 @@
 
 use crate::flow::inspect::AppSummary;
 use crate::flow::profile::Profile;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub enum Observation {
     /// A flow ended (or, with `interim`, a long-lived flow's totals so far).
     Flow(Box<FlowSummary>),
@@ -46,7 +46,7 @@ impl Observation {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Termination {
     Fin,
@@ -60,7 +60,7 @@ pub enum Termination {
 }
 
 /// How the client side of a flow was chosen, strongest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientReason {
     /// The sender of a TCP SYN.
@@ -75,7 +75,7 @@ pub enum ClientReason {
     FirstPacket,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct DirectionStats {
     pub packets: u64,
     /// IP-layer bytes, IP header included, as the IP headers state them.
@@ -89,7 +89,7 @@ pub struct DirectionStats {
     pub mac: Option<[u8; 6]>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct FlowSummary {
     /// Stable id of the flow: the same for its interim and final records.
     pub id: u64,
@@ -119,7 +119,7 @@ pub struct FlowSummary {
     pub app: AppSummary,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct DnsObservation {
     pub ts_ns: u64,
     pub flow_id: u64,
@@ -132,7 +132,7 @@ pub struct DnsObservation {
     pub message: crate::proto::dns::DnsSummary,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct DhcpObservation {
     pub ts_ns: u64,
     pub src_mac: Option<[u8; 6]>,

@@ -47,6 +47,24 @@ fn prerequisites() -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `tool` runs (`tool --version`); false (and why) when the test must
+/// skip, a failure under NIGHTJAR_LIVE_TESTS=require (`.ci/run` installs it).
+fn has_tool(test: &str, tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        if std::env::var("NIGHTJAR_LIVE_TESTS").as_deref() == Ok("require") {
+            panic!("{test}: {tool} is not installed (NIGHTJAR_LIVE_TESTS=require)");
+        }
+        eprintln!("SKIPPED {test}: {tool} is not installed");
+    }
+    ok
+}
+
 /// Returns false (and says why) when the test cannot run here.
 fn can_run(test: &str) -> bool {
     match prerequisites() {
@@ -954,17 +972,8 @@ fn an1717_alerts_live_equal_the_replay_of_what_was_captured() {
     if !can_run(test) {
         return;
     }
-    if Command::new("tcpdump")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        if std::env::var("NIGHTJAR_LIVE_TESTS").as_deref() == Ok("require") {
-            panic!("{test}: tcpdump is not installed (NIGHTJAR_LIVE_TESTS=require)");
-        }
-        return eprintln!("SKIPPED {test}: tcpdump is not installed");
+    if !has_tool(test, "tcpdump") {
+        return;
     }
     let ns = Netns::new("a");
     let demo = repo().join("config/demo");
@@ -1167,4 +1176,136 @@ fn micromdm_webhooks_feed_the_inventory_used_on_flows() {
         1.0
     );
     assert_eq!(demo_devices_after_replay(&ns, d), [udid]);
+}
+
+/// Tansu (a Kafka-protocol broker) on the receive namespace's loopback, with
+/// the topics made; killed when dropped.
+struct Broker(Child);
+
+impl Broker {
+    fn start(ns: &Netns, topics: &[&str]) -> Broker {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.rx_ns, "tansu", "broker"])
+            .args(["--listener-url", "tcp://127.0.0.1:9092"])
+            .args(["--advertised-listener-url", "tcp://127.0.0.1:9092"])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let broker = Broker(child);
+        let deadline = Instant::now() + LIMIT;
+        for t in topics {
+            loop {
+                let ok = Command::new("ip")
+                    .args(["netns", "exec", &ns.rx_ns, "tansu", "topic", "create"])
+                    .args(["--broker", "tcp://127.0.0.1:9092", "--partitions", "1", t])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if ok {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "tansu did not take topic {t}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        broker
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `nightjar run` as a fleet sensor: what it captures goes through a broker, and
+/// a correlator (`nightjar correlate`) makes of it the flow records a replay of
+/// the same captures makes; the sensor's counters say everything was delivered.
+#[test]
+fn live_sensor_through_a_broker_gives_the_replay_flows() {
+    let test = "live_sensor_through_a_broker_gives_the_replay_flows";
+    if !can_run(test) {
+        return;
+    }
+    if !has_tool(test, "tansu") {
+        return;
+    }
+    let ns = Netns::new("k");
+    let _broker = Broker::start(&ns, &["nj.obs", "nj.rec", "nj.bl"]);
+    let cfg = ns.config(1, LONG_TIMEOUTS);
+    let fleet = |role: &str| {
+        format!(
+            "[fleet]\nrole = \"{role}\"\nbrokers = [\"127.0.0.1:9092\"]\n\
+             observations_topic = \"nj.obs\"\nrecords_topic = \"nj.rec\"\n\
+             baselines_topic = \"nj.bl\"\ngroup_id = \"nj\"\nspool_dir = \"{}\"\n",
+            ns.dir.join("spool").display()
+        )
+    };
+    let files = captures();
+    // The replay runs every stage in one process: before the config names a role.
+    let offline = run(
+        &[
+            &["replay", "--quiet", "--config", cfg.to_str().unwrap()][..],
+            &files
+                .iter()
+                .map(|f| f.to_str().unwrap())
+                .collect::<Vec<_>>()[..],
+        ]
+        .concat(),
+        LIMIT,
+    );
+    assert!(offline.status.success());
+    let offline = records(&offline);
+    let want = stats(&offline)["nightjar"]["stats"]["packets"]
+        .as_f64()
+        .unwrap();
+    append(&cfg, &fleet("sensor"));
+    let d = Daemon::start(&ns, &cfg);
+    wait_child(ns.replay(&files, &["--topspeed"]));
+    let iface = format!("{{interface=\"{}\"}}", ns.rx_if);
+    metrics_when(&ns, &format!("nightjar_packets_total{iface}"), want);
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log:?}");
+    // Only the stats record is local: the observations went to the broker.
+    let local = read_records(&ns.out());
+    assert!(flows(&local).is_empty(), "a sensor writes no flow records");
+    let summary = log
+        .iter()
+        .find(|l| l.contains("nightjar: sensor:"))
+        .unwrap_or_else(|| panic!("no sensor summary: {log:?}"));
+    assert!(
+        summary.contains(" 0 produce errors,") && summary.ends_with("(0 bytes left), 0 dropped"),
+        "{summary}"
+    );
+
+    // The correlator, in the same namespace, reads the topic to its end.
+    let ccfg = ns.dir.join("correlator.toml");
+    std::fs::write(
+        &ccfg,
+        format!(
+            "[output]\npath = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:9465\"\n{}",
+            ns.dir.join("correlated.json").display(),
+            fleet("correlator")
+        ),
+    )
+    .unwrap();
+    let c = Command::new("ip")
+        .args(["netns", "exec", &ns.rx_ns])
+        .arg(bin())
+        .args(["correlate", "--until-idle", "3s", "--config"])
+        .arg(&ccfg)
+        .output()
+        .expect("run nightjar correlate");
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    let correlated = read_records(&ns.dir.join("correlated.json"));
+    let mut a: Vec<String> = flows(&offline).into_iter().map(timeless).collect();
+    let mut b: Vec<String> = flows(&correlated).into_iter().map(timeless).collect();
+    a.sort();
+    b.sort();
+    assert!(a.len() >= 5, "too few flows to compare: {}", a.len());
+    assert_eq!(a, b, "flows through the broker differ from the replay's");
 }

@@ -50,6 +50,7 @@ struct Raw {
     mdm: RawMdm,
     identity: RawIdentity,
     daemon: RawDaemon,
+    fleet: crate::fleet::config::RawFleet,
     detect: RawDetect,
     evidence: RawEvidence,
 }
@@ -323,6 +324,8 @@ pub struct Config {
     /// `[daemon] user`: the account `nightjar run` switches to after opening
     /// capture (None: stay the invoking user, still dropping capabilities).
     pub daemon_user: Option<String>,
+    /// `[fleet]`: role (all, sensor, correlator) and the Kafka cluster.
+    pub fleet: crate::fleet::config::FleetConfig,
     /// `[daemon] coverage_interval`: how often `nightjar run` writes coverage records.
     pub coverage_interval: Duration,
     /// `[detect]`: timelines, episodes and AN1717 scoring (the correlator takes it as is).
@@ -700,6 +703,8 @@ impl Config {
             });
         }
 
+        let fleet = crate::fleet::config::FleetConfig::from_raw(&raw.fleet)
+            .map_err(|(key, m)| invalid(key, m))?;
         let d = &raw.detect;
         let detect = {
             use crate::correlate::detect::DetectConfig;
@@ -832,6 +837,7 @@ impl Config {
                 let u = raw.daemon.user.trim();
                 (!u.is_empty()).then(|| u.to_string())
             },
+            fleet,
             coverage_interval: Duration::from_nanos(positive(
                 "daemon.coverage_interval",
                 &raw.daemon.coverage_interval,

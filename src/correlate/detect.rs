@@ -296,7 +296,13 @@ pub struct Detector {
     inv: Arc<Inventory>,
     cat: Arc<Catalog>,
     attributor: Attributor,
+    /// What episodes are scored against: the loaded or learned baselines, and,
+    /// when shared with a fleet, the other correlators' too.
     baselines: Baselines,
+    /// When shared with a fleet: the baselines it started with, and what it
+    /// learned itself since (the part it publishes); `baselines` is then
+    /// start ⊕ fleet's ⊕ learned.
+    shared: Option<SharedBaselines>,
     devices: HashMap<String, DeviceState>,
     /// Events not yet observed (sorted by observed_ts, then ts).
     pending: VecDeque<LifecycleEvent>,
@@ -500,6 +506,28 @@ fn over_q95(v: f64, q95: f64) -> f64 {
     }
 }
 
+/// A detector's baselines when it shares them with a fleet.
+struct SharedBaselines {
+    start: Baselines,
+    learned: Baselines,
+}
+
+/// JA4 → the apps whose memory holds it (at most [`MAX_APPS_PER_STACK`] each).
+fn stacks_of(b: &Baselines) -> HashMap<String, BTreeSet<String>> {
+    let mut stacks: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for (app, mem) in &b.apps {
+        for k in mem.first_seen.keys() {
+            if let Some(j) = k.strip_prefix("j:") {
+                let set = stacks.entry(j.to_string()).or_default();
+                if set.len() < MAX_APPS_PER_STACK {
+                    set.insert(app.clone());
+                }
+            }
+        }
+    }
+    stacks
+}
+
 impl Detector {
     pub fn new(
         cfg: DetectConfig,
@@ -511,23 +539,14 @@ impl Detector {
     ) -> Detector {
         events.sort_by(|a, b| (a.observed_ts, a.ts, &a.id).cmp(&(b.observed_ts, b.ts, &b.id)));
         let baselines = baselines.unwrap_or_else(|| Baselines::new(cfg.half_life_seconds));
-        let mut stacks: HashMap<String, BTreeSet<String>> = HashMap::new();
-        for (app, mem) in &baselines.apps {
-            for k in mem.first_seen.keys() {
-                if let Some(j) = k.strip_prefix("j:") {
-                    let set = stacks.entry(j.to_string()).or_default();
-                    if set.len() < MAX_APPS_PER_STACK {
-                        set.insert(app.clone());
-                    }
-                }
-            }
-        }
+        let stacks = stacks_of(&baselines);
         Detector {
             attributor: Attributor::new(cfg.attribution),
             cfg,
             inv,
             cat,
             baselines,
+            shared: None,
             devices: HashMap::new(),
             pending: events.into(),
             stacks,
@@ -589,6 +608,43 @@ impl Detector {
 
     pub fn baselines(&self) -> &Baselines {
         &self.baselines
+    }
+
+    /// Keeps what this detector learns apart from here on, so that it can be
+    /// published and the fleet's baselines merged in ([`Self::set_fleet_baselines`]).
+    pub fn share_baselines(&mut self) {
+        if self.shared.is_none() {
+            self.shared = Some(SharedBaselines {
+                start: self.baselines.clone(),
+                learned: Baselines::new(self.cfg.half_life_seconds),
+            });
+        }
+    }
+
+    /// What this detector learned since [`Self::share_baselines`].
+    pub fn learned_baselines(&self) -> Option<&Baselines> {
+        self.shared.as_ref().map(|s| &s.learned)
+    }
+
+    /// Scores from now on against `fleet` ⊕ what this detector learned (exact:
+    /// sketch buckets add, first-seen times take the minimum). Without
+    /// [`Self::share_baselines`] it does nothing.
+    pub fn set_fleet_baselines(&mut self, fleet: &Baselines) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let mut view = shared.start.clone();
+        view.merge(fleet);
+        view.merge(&shared.learned);
+        self.stacks = stacks_of(&view);
+        self.baselines = view;
+    }
+
+    fn remember(&mut self, app: &str, key: &str, ts: u64) {
+        self.baselines.remember(app, key, ts);
+        if let Some(l) = self.shared.as_mut().map(|s| &mut s.learned) {
+            l.remember(app, key, ts);
+        }
     }
 
     pub fn attribution_stats(&self) -> &super::attribution::AttributionStats {
@@ -654,9 +710,9 @@ impl Detector {
         // Novelty memory: first-seen times of this app's destinations and stacks.
         if let Some(a) = &app {
             if !matches!(attribution.method, Method::Unknown | Method::System) {
-                self.baselines.remember(a, &format!("d:{dest}"), f.start_ns);
+                self.remember(a, &format!("d:{dest}"), f.start_ns);
                 if let Some(j) = ja4 {
-                    self.baselines.remember(a, &format!("j:{j}"), f.start_ns);
+                    self.remember(a, &format!("j:{j}"), f.start_ns);
                     let set = self.stacks.entry(j.to_string()).or_default();
                     if set.len() < MAX_APPS_PER_STACK {
                         set.insert(a.clone());
@@ -1036,6 +1092,9 @@ impl Detector {
                         }
                     }
                     self.baselines.forget_since(app, &keys, ep.start_ns);
+                    if let Some(l) = self.shared.as_mut().map(|s| &mut s.learned) {
+                        l.forget_since(app, &keys, ep.start_ns);
+                    }
                     for h in &ep_flows {
                         if let Some(j) = &h.ja4 {
                             if self.baselines.first_seen(app, &format!("j:{j}")).is_none() {
@@ -1116,6 +1175,9 @@ impl Detector {
                         .collect();
                     for s in &scopes {
                         self.baselines.insert(s, &vals, ep.end_ns);
+                        if let Some(l) = self.shared.as_mut().map(|s| &mut s.learned) {
+                            l.insert(s, &vals, ep.end_ns);
+                        }
                     }
                     self.stats.episodes_learned += 1;
                 }

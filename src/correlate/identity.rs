@@ -85,7 +85,7 @@ pub enum IdentityError {
 
 /// One identity feed line: from `ts_ns` on, `ip` is held by the device it names (or,
 /// with `release`, by nobody).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedEntry {
     pub ts_ns: u64,
     pub ip: IpAddr,
@@ -608,7 +608,7 @@ pub struct StaticIdentity {
 }
 
 /// Which source gave a flow its identity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     Feed,

@@ -73,6 +73,25 @@ pub enum Update {
     Feed(Vec<FeedEntry>),
 }
 
+/// Queues identity feed lines in time order, to be applied as packet time
+/// reaches them (lines of the same time keep their arrival order); beyond
+/// [`MAX_PENDING_FEED`] the oldest is applied early rather than lost.
+pub fn queue_feed(
+    pending: &mut std::collections::VecDeque<FeedEntry>,
+    identity: &mut IdentityTable,
+    lines: Vec<FeedEntry>,
+) {
+    for e in lines {
+        let at = pending.partition_point(|p| p.ts_ns <= e.ts_ns);
+        pending.insert(at, e);
+        if pending.len() > MAX_PENDING_FEED {
+            if let Some(first) = pending.pop_front() {
+                identity.apply_feed(&first);
+            }
+        }
+    }
+}
+
 /// What attribution and detection run with, besides the MDM inputs.
 #[derive(Default)]
 pub struct AnalysisOptions {
@@ -172,19 +191,7 @@ impl Correlator {
                     det.add_events(events);
                 }
             }
-            Update::Feed(lines) => {
-                for e in lines {
-                    // After the lines of the same time: arrival order is kept.
-                    let at = self.pending_feed.partition_point(|p| p.ts_ns <= e.ts_ns);
-                    self.pending_feed.insert(at, e);
-                    if self.pending_feed.len() > MAX_PENDING_FEED {
-                        // Applied early rather than lost.
-                        if let Some(first) = self.pending_feed.pop_front() {
-                            self.identity.apply_feed(&first);
-                        }
-                    }
-                }
-            }
+            Update::Feed(lines) => queue_feed(&mut self.pending_feed, &mut self.identity, lines),
         }
     }
 
@@ -248,6 +255,26 @@ impl Correlator {
     /// The baselines as they stand (to save after a replay).
     pub fn baselines(&self) -> Option<&baseline::Baselines> {
         self.detector.as_ref().map(detect::Detector::baselines)
+    }
+
+    /// Shares the detector's baselines with a fleet (see
+    /// [`detect::Detector::share_baselines`]); no detector, nothing to share.
+    pub fn share_baselines(&mut self) {
+        if let Some(d) = self.detector.as_mut() {
+            d.share_baselines();
+        }
+    }
+
+    /// What the detector learned since [`Self::share_baselines`].
+    pub fn learned_baselines(&self) -> Option<&baseline::Baselines> {
+        self.detector.as_ref()?.learned_baselines()
+    }
+
+    /// Scores against `fleet` ⊕ what this correlator learned.
+    pub fn set_fleet_baselines(&mut self, fleet: &baseline::Baselines) {
+        if let Some(d) = self.detector.as_mut() {
+            d.set_fleet_baselines(fleet);
+        }
     }
 
     fn write_alerts(

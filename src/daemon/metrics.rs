@@ -34,7 +34,8 @@ pub trait MetricSource: Send + Sync {
 }
 
 pub struct Endpoint {
-    pub state: Arc<LiveState>,
+    /// The data plane (`None` for `nightjar correlate`, which captures nothing).
+    pub state: Option<Arc<LiveState>>,
     pub sources: Vec<Arc<dyn MetricSource>>,
 }
 
@@ -50,7 +51,13 @@ pub(crate) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// A family with one unlabelled sample.
-fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+pub(crate) fn single(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl std::fmt::Display,
+) {
     family(out, name, kind, help);
     let _ = writeln!(out, "{name} {value}");
 }
@@ -64,211 +71,203 @@ fn labelled(out: &mut String, name: &str, label: &str, values: &BTreeMap<String,
 impl Endpoint {
     /// The `/metrics` body.
     pub fn render(&self) -> String {
-        let snap = self.state.snapshot();
         let mut out = String::with_capacity(4096);
-        let mut packets = BTreeMap::new();
-        let mut bytes = BTreeMap::new();
-        let mut kdrops = BTreeMap::new();
-        let mut ifdrops = BTreeMap::new();
-        let mut workers = BTreeMap::new();
-        let mut decode = BTreeMap::new();
-        let mut anomalies = BTreeMap::new();
-        let (mut active, mut created, mut evicted, mut expired, mut queue_drops) = (0, 0, 0, 0, 0);
-        for w in &snap {
-            let i = w.interface.clone();
-            *packets.entry(i.clone()).or_insert(0) += w.data.frames;
-            *bytes.entry(i.clone()).or_insert(0) += w.data.wire_bytes;
-            *kdrops.entry(i.clone()).or_insert(0) += w.kernel.kernel_drops;
-            // Every handle of an interface reports the same interface counter.
-            let e = ifdrops.entry(i.clone()).or_insert(0);
-            *e = (*e).max(w.kernel.interface_drops);
-            *workers.entry(i).or_insert(0) += 1;
-            for (k, v) in &w.data.decode_anomalies {
-                *decode.entry(k.to_string()).or_insert(0) += v;
-            }
-            for (k, v) in &w.flows.anomalies {
-                *anomalies.entry(k.to_string()).or_insert(0) += v;
-            }
-            active += w.active_flows;
-            created += w.flows.created;
-            evicted += w.flows.evicted;
-            expired += w.flows.expired;
-            queue_drops += w.queue_drops;
+        if let Some(state) = &self.state {
+            render_data_plane(state, &mut out);
         }
-        family(
-            &mut out,
-            "nightjar_packets_total",
-            "counter",
-            "Frames captured per interface.",
-        );
-        labelled(&mut out, "nightjar_packets_total", "interface", &packets);
-        family(
-            &mut out,
-            "nightjar_bytes_total",
-            "counter",
-            "Bytes on the wire of the frames captured per interface.",
-        );
-        labelled(&mut out, "nightjar_bytes_total", "interface", &bytes);
-        family(
-            &mut out,
-            "nightjar_kernel_drops_total",
-            "counter",
-            "Frames the kernel dropped because a capture ring was full (pcap ps_drop).",
-        );
-        labelled(
-            &mut out,
-            "nightjar_kernel_drops_total",
-            "interface",
-            &kdrops,
-        );
-        family(
-            &mut out,
-            "nightjar_interface_drops_total",
-            "counter",
-            "Frames the interface or driver dropped (pcap ps_ifdrop).",
-        );
-        labelled(
-            &mut out,
-            "nightjar_interface_drops_total",
-            "interface",
-            &ifdrops,
-        );
-        family(
-            &mut out,
-            "nightjar_capture_workers",
-            "gauge",
-            "Capture workers (flow shards) per interface.",
-        );
-        labelled(&mut out, "nightjar_capture_workers", "interface", &workers);
-
-        family(
-            &mut out,
-            "nightjar_worker_packets_total",
-            "counter",
-            "Frames each capture worker (fanout member) received.",
-        );
-        for w in &snap {
-            let _ = writeln!(
-                out,
-                "nightjar_worker_packets_total{{interface=\"{}\",worker=\"{}\"}} {}",
-                escape(&w.interface),
-                w.worker,
-                w.data.frames
-            );
-        }
-        family(
-            &mut out,
-            "nightjar_queue_drops_total",
-            "counter",
-            "Items dropped because the next stage's queue was full, by stage.",
-        );
-        let _ = writeln!(
-            out,
-            "nightjar_queue_drops_total{{stage=\"correlator\"}} {queue_drops}"
-        );
-        let _ = writeln!(
-            out,
-            "nightjar_queue_drops_total{{stage=\"output\"}} {}",
-            self.state.output_errors.load(Ordering::Relaxed)
-        );
-        single(
-            &mut out,
-            "nightjar_merge_released_early_total",
-            "counter",
-            "Observations released before every shard's clock passed them (merge bound reached).",
-            self.state.merge_released_early.load(Ordering::Relaxed),
-        );
-
-        family(
-            &mut out,
-            "nightjar_flows_active",
-            "gauge",
-            "Flows held in the flow tables.",
-        );
-        let _ = writeln!(out, "nightjar_flows_active {active}");
-        family(
-            &mut out,
-            "nightjar_flows_created_total",
-            "counter",
-            "Flows created.",
-        );
-        let _ = writeln!(out, "nightjar_flows_created_total {created}");
-        family(
-            &mut out,
-            "nightjar_flows_expired_total",
-            "counter",
-            "Flows ended by FIN/RST, idle timeout or shutdown.",
-        );
-        let _ = writeln!(out, "nightjar_flows_expired_total {expired}");
-        family(
-            &mut out,
-            "nightjar_flows_evicted_total",
-            "counter",
-            "Flows pushed out of a full flow table.",
-        );
-        let _ = writeln!(out, "nightjar_flows_evicted_total {evicted}");
-        family(
-            &mut out,
-            "nightjar_flow_anomalies_total",
-            "counter",
-            "Handshake reassembly, QUIC decryption and other flow-level anomalies, by reason.",
-        );
-        labelled(
-            &mut out,
-            "nightjar_flow_anomalies_total",
-            "reason",
-            &anomalies,
-        );
-        family(
-            &mut out,
-            "nightjar_decode_anomalies_total",
-            "counter",
-            "Frames that did not decode to an IP packet, by reason.",
-        );
-        labelled(
-            &mut out,
-            "nightjar_decode_anomalies_total",
-            "reason",
-            &decode,
-        );
-
-        single(
-            &mut out,
-            "nightjar_records_written_total",
-            "counter",
-            "Records written to the output.",
-            self.state.records_written.load(Ordering::Relaxed),
-        );
-        single(
-            &mut out,
-            "nightjar_alerts_total",
-            "counter",
-            "AN1717 alert records written (created and updated).",
-            self.state.alerts.load(Ordering::Relaxed),
-        );
-        family(
-            &mut out,
-            "nightjar_uptime_seconds",
-            "gauge",
-            "Seconds since the data plane started.",
-        );
-        let _ = writeln!(
-            out,
-            "nightjar_uptime_seconds {:.3}",
-            self.state.started.elapsed().as_secs_f64()
-        );
         for s in &self.sources {
             s.render(&mut out);
         }
         out
     }
+}
 
+/// The data plane's families.
+fn render_data_plane(state: &LiveState, out: &mut String) {
+    let snap = state.snapshot();
+    let mut packets = BTreeMap::new();
+    let mut bytes = BTreeMap::new();
+    let mut kdrops = BTreeMap::new();
+    let mut ifdrops = BTreeMap::new();
+    let mut workers = BTreeMap::new();
+    let mut decode = BTreeMap::new();
+    let mut anomalies = BTreeMap::new();
+    let (mut active, mut created, mut evicted, mut expired, mut queue_drops) = (0, 0, 0, 0, 0);
+    for w in &snap {
+        let i = w.interface.clone();
+        *packets.entry(i.clone()).or_insert(0) += w.data.frames;
+        *bytes.entry(i.clone()).or_insert(0) += w.data.wire_bytes;
+        *kdrops.entry(i.clone()).or_insert(0) += w.kernel.kernel_drops;
+        // Every handle of an interface reports the same interface counter.
+        let e = ifdrops.entry(i.clone()).or_insert(0);
+        *e = (*e).max(w.kernel.interface_drops);
+        *workers.entry(i).or_insert(0) += 1;
+        for (k, v) in &w.data.decode_anomalies {
+            *decode.entry(k.to_string()).or_insert(0) += v;
+        }
+        for (k, v) in &w.flows.anomalies {
+            *anomalies.entry(k.to_string()).or_insert(0) += v;
+        }
+        active += w.active_flows;
+        created += w.flows.created;
+        evicted += w.flows.evicted;
+        expired += w.flows.expired;
+        queue_drops += w.queue_drops;
+    }
+    family(
+        out,
+        "nightjar_packets_total",
+        "counter",
+        "Frames captured per interface.",
+    );
+    labelled(out, "nightjar_packets_total", "interface", &packets);
+    family(
+        out,
+        "nightjar_bytes_total",
+        "counter",
+        "Bytes on the wire of the frames captured per interface.",
+    );
+    labelled(out, "nightjar_bytes_total", "interface", &bytes);
+    family(
+        out,
+        "nightjar_kernel_drops_total",
+        "counter",
+        "Frames the kernel dropped because a capture ring was full (pcap ps_drop).",
+    );
+    labelled(out, "nightjar_kernel_drops_total", "interface", &kdrops);
+    family(
+        out,
+        "nightjar_interface_drops_total",
+        "counter",
+        "Frames the interface or driver dropped (pcap ps_ifdrop).",
+    );
+    labelled(out, "nightjar_interface_drops_total", "interface", &ifdrops);
+    family(
+        out,
+        "nightjar_capture_workers",
+        "gauge",
+        "Capture workers (flow shards) per interface.",
+    );
+    labelled(out, "nightjar_capture_workers", "interface", &workers);
+
+    family(
+        out,
+        "nightjar_worker_packets_total",
+        "counter",
+        "Frames each capture worker (fanout member) received.",
+    );
+    for w in &snap {
+        let _ = writeln!(
+            out,
+            "nightjar_worker_packets_total{{interface=\"{}\",worker=\"{}\"}} {}",
+            escape(&w.interface),
+            w.worker,
+            w.data.frames
+        );
+    }
+    family(
+        out,
+        "nightjar_queue_drops_total",
+        "counter",
+        "Items dropped because the next stage's queue was full, by stage.",
+    );
+    let _ = writeln!(
+        out,
+        "nightjar_queue_drops_total{{stage=\"correlator\"}} {queue_drops}"
+    );
+    let _ = writeln!(
+        out,
+        "nightjar_queue_drops_total{{stage=\"output\"}} {}",
+        state.output_errors.load(Ordering::Relaxed)
+    );
+    single(
+        out,
+        "nightjar_merge_released_early_total",
+        "counter",
+        "Observations released before every shard's clock passed them (merge bound reached).",
+        state.merge_released_early.load(Ordering::Relaxed),
+    );
+
+    family(
+        out,
+        "nightjar_flows_active",
+        "gauge",
+        "Flows held in the flow tables.",
+    );
+    let _ = writeln!(out, "nightjar_flows_active {active}");
+    family(
+        out,
+        "nightjar_flows_created_total",
+        "counter",
+        "Flows created.",
+    );
+    let _ = writeln!(out, "nightjar_flows_created_total {created}");
+    family(
+        out,
+        "nightjar_flows_expired_total",
+        "counter",
+        "Flows ended by FIN/RST, idle timeout or shutdown.",
+    );
+    let _ = writeln!(out, "nightjar_flows_expired_total {expired}");
+    family(
+        out,
+        "nightjar_flows_evicted_total",
+        "counter",
+        "Flows pushed out of a full flow table.",
+    );
+    let _ = writeln!(out, "nightjar_flows_evicted_total {evicted}");
+    family(
+        out,
+        "nightjar_flow_anomalies_total",
+        "counter",
+        "Handshake reassembly, QUIC decryption and other flow-level anomalies, by reason.",
+    );
+    labelled(out, "nightjar_flow_anomalies_total", "reason", &anomalies);
+    family(
+        out,
+        "nightjar_decode_anomalies_total",
+        "counter",
+        "Frames that did not decode to an IP packet, by reason.",
+    );
+    labelled(out, "nightjar_decode_anomalies_total", "reason", &decode);
+
+    single(
+        out,
+        "nightjar_records_written_total",
+        "counter",
+        "Records written to the output.",
+        state.records_written.load(Ordering::Relaxed),
+    );
+    single(
+        out,
+        "nightjar_alerts_total",
+        "counter",
+        "AN1717 alert records written (created and updated).",
+        state.alerts.load(Ordering::Relaxed),
+    );
+    family(
+        out,
+        "nightjar_uptime_seconds",
+        "gauge",
+        "Seconds since the data plane started.",
+    );
+    let _ = writeln!(
+        out,
+        "nightjar_uptime_seconds {:.3}",
+        state.started.elapsed().as_secs_f64()
+    );
+}
+
+impl Endpoint {
     /// `/healthz`: ok while every worker reports and none failed.
     pub fn health(&self) -> Result<(), String> {
-        if let Some(f) = self.state.failed.lock().ok().and_then(|f| f.clone()) {
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
+        if let Some(f) = state.failed.lock().ok().and_then(|f| f.clone()) {
             return Err(f);
         }
-        if !self.state.healthy(HEALTH_STALE_AFTER) {
+        if !state.healthy(HEALTH_STALE_AFTER) {
             return Err("a capture worker stopped reporting".into());
         }
         Ok(())
@@ -375,7 +374,7 @@ mod tests {
         let state = Arc::new(LiveState::new(&[]));
         state.records_written.store(7, Ordering::Relaxed);
         let e = Endpoint {
-            state,
+            state: Some(state),
             sources: Vec::new(),
         };
         let body = e.render();

@@ -35,10 +35,15 @@ use crate::capture::live::{open_interface, LiveError, LiveOptions};
 use crate::config::{Config, OutputPath};
 use crate::correlate::baseline::Baselines;
 use crate::correlate::identity::{FeedListener, IdentityError};
+use crate::correlate::Update;
 use crate::correlate::{AnalysisOptions, Correlator, CorrelatorOptions};
+use crate::fleet::config::Role;
+use crate::fleet::sensor::{KeyOptions, Publisher};
+use crate::observation::Observation;
 use crate::output::{Sink, SinkError};
-use crate::pipeline::live::{self, CorrelatorMsg, LiveRunError, OutputMsg};
+use crate::pipeline::live::{self, CorrelatorMsg, LiveHandler, LiveRunError, OutputMsg};
 use crate::pipeline::replay::ReplayReport;
+use crate::pipeline::{ObservationHandler, PacketKeeperHandle};
 use inputs::Inputs;
 use notify::Notifier;
 use std::path::Path;
@@ -89,6 +94,65 @@ pub enum DaemonError {
     Run(#[from] LiveRunError),
     #[error("capture failed: {0}")]
     CaptureFailed(String),
+    #[error("[fleet] role = \"correlator\" reads observations from Kafka: run `nightjar correlate --config FILE`")]
+    CorrelatorRole,
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::kafka::FleetError),
+}
+
+/// What the data plane feeds: the correlator (`[fleet] role = "all"`), or the
+/// fleet publisher (`role = "sensor"`: observations go to Kafka).
+pub enum Handler {
+    All(Box<Correlator>),
+    Sensor(Box<Publisher>),
+}
+
+impl ObservationHandler for Handler {
+    fn handle(&mut self, obs: Observation, sink: &mut Sink) -> Result<(), SinkError> {
+        match self {
+            Handler::All(c) => c.handle(obs, sink),
+            Handler::Sensor(p) => ObservationHandler::handle(p.as_mut(), obs, sink),
+        }
+    }
+
+    fn packet_keeper(&self) -> Option<PacketKeeperHandle> {
+        match self {
+            Handler::All(c) => c.packet_keeper(),
+            Handler::Sensor(_) => None,
+        }
+    }
+}
+
+impl LiveHandler for Handler {
+    fn update(&mut self, u: Update) {
+        match self {
+            Handler::All(c) => c.update(u),
+            Handler::Sensor(p) => LiveHandler::update(p.as_mut(), u),
+        }
+    }
+    fn write_coverage(&mut self, sink: &mut Sink) -> Result<(), SinkError> {
+        match self {
+            Handler::All(c) => c.write_coverage(sink),
+            Handler::Sensor(_) => Ok(()),
+        }
+    }
+    fn alert_records(&self) -> u64 {
+        match self {
+            Handler::All(c) => c.alert_records(),
+            Handler::Sensor(_) => 0,
+        }
+    }
+    fn idle(&mut self) {
+        if let Handler::Sensor(p) = self {
+            LiveHandler::idle(p.as_mut());
+        }
+    }
+    fn finish(&mut self, report: &ReplayReport, sink: &mut Sink) -> Result<(), SinkError> {
+        match self {
+            Handler::All(c) => c.finish(report, sink),
+            Handler::Sensor(p) => LiveHandler::finish(p.as_mut(), report, sink),
+        }
+    }
 }
 
 /// Why the control plane stopped.
@@ -101,6 +165,9 @@ enum Stop {
 pub fn run(cfg: &Config) -> Result<(), DaemonError> {
     if cfg.capture.interfaces.is_empty() {
         return Err(DaemonError::NoInterfaces);
+    }
+    if cfg.fleet.role == Role::Correlator {
+        return Err(DaemonError::CorrelatorRole);
     }
     let opts = LiveOptions {
         snaplen: cfg.capture.snaplen,
@@ -171,24 +238,44 @@ pub fn run(cfg: &Config) -> Result<(), DaemonError> {
         mdm::start(cfg, webhook_listener)?
     };
     let m = &cfg.mdm;
-    let detect =
-        m.inventory.is_some() || m.events.is_some() || m.catalog.is_some() || !adapters.is_empty();
+    let sensor = cfg.fleet.role == Role::Sensor;
+    let detect = !sensor
+        && (m.inventory.is_some()
+            || m.events.is_some()
+            || m.catalog.is_some()
+            || !adapters.is_empty());
     let baseline_path = cfg.state_dir.join(BASELINES_FILE);
     let analysis = detect.then(|| AnalysisOptions {
         baselines: load_baselines(&baseline_path),
         detect: cfg.detect.clone(),
         evidence: cfg.evidence.options(None),
     });
-    let correlator = Correlator::new(CorrelatorOptions {
-        dns_records: cfg.output.dns_records,
-        static_identities: cfg.identity_static.clone(),
-        inventory: initial.inventory,
-        feed: initial.feed,
-        analysis,
-    })
-    .with_mdm(initial.events, initial.catalog);
-    let run =
-        live::start(handles, cfg.flow.clone(), correlator, sink).map_err(DaemonError::Start)?;
+    let handler = if sensor {
+        Handler::Sensor(Box::new(Publisher::new(
+            &cfg.fleet,
+            KeyOptions {
+                inventory: initial.inventory,
+                static_identities: cfg.identity_static.clone(),
+                feed: initial.feed,
+            },
+        )?))
+    } else {
+        Handler::All(Box::new(
+            Correlator::new(CorrelatorOptions {
+                dns_records: cfg.output.dns_records,
+                static_identities: cfg.identity_static.clone(),
+                inventory: initial.inventory,
+                feed: initial.feed,
+                analysis,
+            })
+            .with_mdm(initial.events, initial.catalog),
+        ))
+    };
+    let fleet_metrics = match &handler {
+        Handler::Sensor(p) => Some(p.counters() as Arc<dyn metrics::MetricSource>),
+        Handler::All(_) => None,
+    };
+    let run = live::start(handles, cfg.flow.clone(), handler, sink).map_err(DaemonError::Start)?;
     let feed_socket = match &cfg.identity_socket {
         Some(p) => match FeedListener::bind(p, run.feed.clone()) {
             Ok(l) => Some(l),
@@ -203,13 +290,16 @@ pub fn run(cfg: &Config) -> Result<(), DaemonError> {
         *slot = Some(l.stats.clone());
     }
     let endpoint = Arc::new(metrics::Endpoint {
-        state: run.state.clone(),
-        sources: vec![
-            inputs.stats.clone(),
+        state: Some(run.state.clone()),
+        sources: [
+            inputs.stats.clone() as Arc<dyn metrics::MetricSource>,
             Arc::new(inputs::MdmMetrics {
                 adapters: adapters.stats.clone(),
             }),
-        ],
+        ]
+        .into_iter()
+        .chain(fleet_metrics)
+        .collect(),
     });
     let notifier = Notifier::from_env();
     let mut status = format!(
@@ -219,6 +309,12 @@ pub fn run(cfg: &Config) -> Result<(), DaemonError> {
     );
     if detect {
         status.push_str(", detection on");
+    }
+    if sensor {
+        status.push_str(&format!(
+            ", observations to Kafka topic {}",
+            cfg.fleet.observations_topic
+        ));
     }
     let plane = Plane {
         output: run.output.clone(),
@@ -240,10 +336,13 @@ pub fn run(cfg: &Config) -> Result<(), DaemonError> {
     };
     eprintln!("nightjar: {why}");
     let state = run.state.clone();
-    let (report, correlator) = run.shutdown()?;
+    let (report, handler) = run.shutdown()?;
     let written = state.records_written.load(Ordering::Relaxed);
     write_state(&cfg.state_dir, &report, written, &stop)?;
-    if let Some(b) = correlator.baselines() {
+    if let Some(b) = match &handler {
+        Handler::All(c) => c.baselines(),
+        Handler::Sensor(_) => None,
+    } {
         if let Err(e) = b.save(&baseline_path) {
             eprintln!("nightjar: cannot save the baselines: {e}");
         }
@@ -322,7 +421,8 @@ async fn control(
             Some(e) = plane.adapters.events.recv() => plane.inputs.push_event(e),
             _ = coverage.tick() => plane.inputs.coverage(&plane.control),
             _ = tick.tick() => {
-                if let Some(f) = endpoint.state.failed.lock().ok().and_then(|f| f.clone()) {
+                let failed = endpoint.state.as_ref().and_then(|st| st.failed.lock().ok()?.clone());
+                if let Some(f) = failed {
                     break Stop::Failed(f);
                 }
                 if watchdog.is_some() && endpoint.health().is_ok() {

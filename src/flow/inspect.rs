@@ -19,7 +19,7 @@ use crate::observation::{DhcpObservation, DnsObservation, Observation};
 use crate::proto::quic::{self, CryptoFrame, InitialKeys, PacketKind, QuicVersion};
 use crate::proto::tls::{self, ClientHello, Scan, ServerHandshake};
 use crate::proto::{dhcp, dns};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Packets of a flow inspected before a handshake that has not completed is
 /// given up on (reported as truncated).
@@ -60,10 +60,11 @@ pub struct Seen<'a> {
 }
 
 /// What a flow's handshake said, kept after the handshake state is dropped.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AppSummary {
     /// "tls", "quic", "dns", "dhcp" when recognised.
-    pub protocol: Option<&'static str>,
+    #[serde(deserialize_with = "de_protocol")]
+    pub protocol: Option<ProtocolName>,
     pub client_hello: Option<Box<ClientHello>>,
     pub server: Option<Box<ServerHandshake>>,
     /// A hello was started but could not be completed (gap, bound, flow ended).
@@ -74,7 +75,25 @@ pub struct AppSummary {
     pub dns_messages: u32,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+/// A protocol name of [`PROTOCOLS`]. (An alias, so that serde's derive does not
+/// take `Option<&'static str>` for a string borrowed from the input.)
+pub type ProtocolName = &'static str;
+
+/// The protocol names [`AppSummary::protocol`] can hold; others are refused.
+const PROTOCOLS: [&str; 5] = ["tls", "quic", "dns", "dhcp", "dtls"];
+
+fn de_protocol<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ProtocolName>, D::Error> {
+    let Some(name) = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    PROTOCOLS
+        .iter()
+        .find(|p| **p == name.as_ref())
+        .map(|p| Some(*p))
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown protocol {name:?}")))
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct QuicSummary {
     /// The client Initial's version.
     pub version: u32,

@@ -10,13 +10,13 @@
 //!   more than `burst_gap` apart. Counted, with the largest burst's bytes per direction.
 //! - idle gaps: the gaps longer than `burst_gap` that separate bursts: count, longest, total.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How many leading packets the sequence keeps: enough to cover a TLS or QUIC
 /// handshake and the first application exchange (the part that identifies an app).
 pub const PROFILE_PACKETS: usize = 32;
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Profile {
     /// Signed L4 payload lengths of the first packets (+ client→server, − server→client).
     pub lengths: Vec<i32>,

@@ -29,6 +29,7 @@
 use super::merge::{Merger, ShardMsg};
 use super::replay::ReplayReport;
 use super::stats::DataPlaneStats;
+use super::ObservationHandler;
 use crate::capture::live::{LiveHandle, LiveStats};
 use crate::correlate::identity::FeedEntry;
 use crate::correlate::{Correlator, Update};
@@ -157,6 +158,43 @@ pub enum CorrelatorMsg {
     Coverage,
 }
 
+/// What the correlator thread drives: the [`Correlator`] (`[fleet] role =
+/// "all"`) or the fleet sensor's publisher (`role = "sensor"`).
+pub trait LiveHandler: ObservationHandler + Send + 'static {
+    /// A control-plane update (inventory, catalog, events, identity lines).
+    fn update(&mut self, u: Update);
+    /// Writes the periodic coverage records (nothing by default).
+    fn write_coverage(&mut self, _sink: &mut Sink) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// Alert records written so far (for the metrics).
+    fn alert_records(&self) -> u64 {
+        0
+    }
+    /// Called when nothing arrived for [`IDLE_TICK`] (background work).
+    fn idle(&mut self) {}
+    /// End of capture: the end-of-run records.
+    fn finish(&mut self, report: &ReplayReport, sink: &mut Sink) -> Result<(), SinkError>;
+}
+
+/// How long the correlator thread waits for input before [`LiveHandler::idle`].
+pub const IDLE_TICK: Duration = Duration::from_secs(1);
+
+impl LiveHandler for Correlator {
+    fn update(&mut self, u: Update) {
+        Correlator::update(self, u);
+    }
+    fn write_coverage(&mut self, sink: &mut Sink) -> Result<(), SinkError> {
+        Correlator::write_coverage(self, sink)
+    }
+    fn alert_records(&self) -> u64 {
+        Correlator::alert_records(self)
+    }
+    fn finish(&mut self, report: &ReplayReport, sink: &mut Sink) -> Result<(), SinkError> {
+        Correlator::finish(self, report, sink)
+    }
+}
+
 /// Messages to the output thread.
 pub enum OutputMsg {
     /// Reopen the output file (logrotate moved it).
@@ -180,7 +218,7 @@ pub fn wall_clock_ns() -> u64 {
 
 /// The running data plane. [`LiveRun::output`] is how the control plane asks
 /// for a reopen; [`LiveRun::shutdown`] flushes every open flow and waits.
-pub struct LiveRun {
+pub struct LiveRun<H: LiveHandler> {
     pub state: Arc<LiveState>,
     pub output: Sender<OutputMsg>,
     /// Updates for the correlator ([`CONTROL_QUEUE`]); send with `try_send`.
@@ -189,17 +227,17 @@ pub struct LiveRun {
     pub feed: Sender<FeedEntry>,
     workers: Vec<std::thread::JoinHandle<(DataPlaneStats, FlowStats)>>,
     finish_tx: Sender<ReplayReport>,
-    correlator: std::thread::JoinHandle<Result<Correlator, SinkError>>,
+    correlator: std::thread::JoinHandle<Result<H, SinkError>>,
     writer: std::thread::JoinHandle<Result<(), SinkError>>,
 }
 
 /// Starts the workers (one per handle), the correlator and the output thread.
-pub fn start(
+pub fn start<H: LiveHandler>(
     handles: Vec<LiveHandle>,
     flow: FlowConfig,
-    correlator: Correlator,
+    correlator: H,
     mut sink: Sink,
-) -> std::io::Result<LiveRun> {
+) -> std::io::Result<LiveRun<H>> {
     let state = Arc::new(LiveState::new(&handles));
     let n = handles.len();
     // Evidence packet keepers (one per worker), asked for before the correlator moves.
@@ -256,11 +294,11 @@ pub fn start(
     })
 }
 
-impl LiveRun {
+impl<H: LiveHandler> LiveRun<H> {
     /// Stops capture, flushes every open flow (termination "shutdown"), writes
     /// the stats record and waits until the output is written. Gives the correlator
     /// back (its baselines are state to keep).
-    pub fn shutdown(self) -> Result<(ReplayReport, Correlator), LiveRunError> {
+    pub fn shutdown(self) -> Result<(ReplayReport, H), LiveRunError> {
         let end = wall_clock_ns().saturating_sub(CLOCK_SLACK_NS);
         self.state.flush_at_ns.store(end, Ordering::SeqCst);
         self.state.stop.store(true, Ordering::SeqCst);
@@ -459,13 +497,13 @@ struct CorrelatorInputs {
     finish: Receiver<ReplayReport>,
 }
 
-fn correlator_thread(
+fn correlator_thread<H: LiveHandler>(
     n: usize,
     inputs: CorrelatorInputs,
-    mut correlator: Correlator,
+    mut correlator: H,
     lines: Sender<Vec<u8>>,
     state: &LiveState,
-) -> Result<Correlator, SinkError> {
+) -> Result<H, SinkError> {
     let CorrelatorInputs {
         obs: rx,
         mut control,
@@ -490,6 +528,7 @@ fn correlator_thread(
                 Ok(e) => correlator.update(Update::Feed(vec![e])),
                 Err(_) => feed = crossbeam_channel::never(),
             },
+            default(IDLE_TICK) => correlator.idle(),
         }
         merger.release(end, |o| correlator.handle(o, &mut sink))?;
         state

@@ -12,8 +12,8 @@
 
 use super::merge::{Merger, ShardMsg};
 use super::stats::DataPlaneStats;
+use super::ObservationHandler;
 use crate::capture::{open_path, CaptureError, Frame};
-use crate::correlate::Correlator;
 use crate::decode::decode;
 use crate::flow::keep::{self, PacketKeeper};
 use crate::flow::{packet_key, FlowConfig, FlowStats, Shard};
@@ -105,10 +105,10 @@ impl Progress {
     }
 }
 
-/// Replays the inputs; records go to `sink` through `correlator`.
-pub fn replay(
+/// Replays the inputs; observations go to `correlator` (records to `sink`).
+pub fn replay<H: ObservationHandler + Send>(
     opts: &ReplayOptions,
-    correlator: &mut Correlator,
+    correlator: &mut H,
     sink: &mut Sink,
 ) -> Result<ReplayReport, ReplayError> {
     let started = Instant::now();
@@ -161,9 +161,9 @@ fn read_inputs(
     None
 }
 
-fn replay_inline(
+fn replay_inline<H: ObservationHandler>(
     opts: &ReplayOptions,
-    correlator: &mut Correlator,
+    correlator: &mut H,
     sink: &mut Sink,
 ) -> Result<ReplayReport, ReplayError> {
     let mut shard = Shard::new(opts.flow.clone());
@@ -217,9 +217,9 @@ struct Batch {
     frames: Vec<((u64, u16, u32, u32), u32)>,
 }
 
-fn replay_sharded(
+fn replay_sharded<H: ObservationHandler + Send>(
     opts: &ReplayOptions,
-    correlator: &mut Correlator,
+    correlator: &mut H,
     sink: &mut Sink,
 ) -> Result<ReplayReport, ReplayError> {
     let n = opts.workers;
@@ -360,10 +360,10 @@ fn shard_worker(
 }
 
 /// Merges the shards' ordered observation streams into one, in packet-time order.
-fn merge_observations(
+fn merge_observations<H: ObservationHandler>(
     n: usize,
     rx: Receiver<ShardMsg>,
-    correlator: &mut Correlator,
+    correlator: &mut H,
     sink: &mut Sink,
 ) -> Result<(), ReplayError> {
     let mut merger = Merger::new(n);

@@ -19,7 +19,7 @@
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::text::escape_into;
 
@@ -103,6 +103,24 @@ impl Serialize for DhcpError {
     }
 }
 
+impl<'de> Deserialize<'de> for DhcpError {
+    /// From the reason (the option code of `TruncatedOption` and `BadOptionLength`
+    /// comes back as 0: the reason does not carry it).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        match r.as_ref() {
+            "truncated_header" => Ok(Self::TruncatedHeader),
+            "bad_magic_cookie" => Ok(Self::BadMagicCookie),
+            "truncated_option" => Ok(Self::TruncatedOption(0)),
+            "bad_option_length" => Ok(Self::BadOptionLength(0)),
+            "bad_relay" => Ok(Self::BadRelay),
+            r => Err(serde::de::Error::custom(format!(
+                "unknown DHCP anomaly {r:?}"
+            ))),
+        }
+    }
+}
+
 /// DHCPv4 message type (option 53); serialized as `"DISCOVER"` ... or the number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DhcpMessageType {
@@ -152,7 +170,7 @@ impl Serialize for DhcpMessageType {
 }
 
 /// One DHCPv4 message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DhcpSummary {
     /// 1 = BOOTREQUEST (client), 2 = BOOTREPLY (server).
     pub op: u8,
@@ -171,37 +189,37 @@ pub struct DhcpSummary {
     /// Relay agent.
     pub giaddr: Ipv4Addr,
     /// `aa:bb:cc:dd:ee:ff` when htype = 1 and hlen = 6.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_mac: Option<String>,
     /// Option 53; `None` for a message without it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_type: Option<DhcpMessageType>,
     /// Option 50.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_ip: Option<Ipv4Addr>,
     /// Option 54.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_id: Option<Ipv4Addr>,
     /// Option 51, seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_time: Option<u32>,
     /// Option 12, escaped.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// Option 60, escaped.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor_class: Option<String>,
     /// Option 55, in the client's order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parameter_request_list: Vec<u8>,
     /// Option 61, hex.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// Option 81 domain name, escaped, without trailing dot.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fqdn: Option<String>,
     /// What could not be decoded (at most [`MAX_ANOMALIES`]).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<DhcpError>,
 }
 
@@ -417,6 +435,26 @@ fn wire_name_text(mut wire: &[u8]) -> String {
     out
 }
 
+impl<'de> Deserialize<'de> for DhcpMessageType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let code = match name.as_ref() {
+            "DISCOVER" => 1,
+            "OFFER" => 2,
+            "REQUEST" => 3,
+            "DECLINE" => 4,
+            "ACK" => 5,
+            "NAK" => 6,
+            "RELEASE" => 7,
+            "INFORM" => 8,
+            n => n.parse::<u8>().map_err(|_| {
+                serde::de::Error::custom(format!("unknown DHCP message type {n:?}"))
+            })?,
+        };
+        Ok(Self::from_code(code))
+    }
+}
+
 /// DHCPv6 message type; serialized with the RFC 8415 name or the number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dhcpv6MessageType(pub u8);
@@ -451,25 +489,25 @@ pub struct Dhcpv6Summary {
     /// 24-bit transaction id.
     pub transaction_id: u32,
     /// Relay wrappers removed (0 when sent directly).
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub relay_hops: u8,
     /// Client Identifier option (1): the DUID, hex.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_duid: Option<String>,
     /// Server Identifier option (2): the DUID, hex.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_duid: Option<String>,
     /// IA Address options (5) inside IA_NA options (3), at most [`MAX_V6_ADDRESSES`].
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<Ipv6Addr>,
     /// Option Request option (6), at most [`MAX_V6_ORO`] codes.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub option_request: Vec<u16>,
     /// Client FQDN option (39), escaped, without trailing dot.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fqdn: Option<String>,
     /// What could not be decoded (at most [`MAX_ANOMALIES`]).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<DhcpError>,
 }
 

@@ -35,7 +35,7 @@ use super::text::escape_into;
 use hickory_proto::rr::rdata::svcb::{SvcParamValue, SVCB};
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, DecodeError, Restrict};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The well-known DNS port, for UDP and TCP.
 pub const DNS_PORT: u16 = 53;
@@ -151,27 +151,32 @@ impl From<DecodeError> for DnsError {
 }
 
 /// One decoded DNS message, shaped like ECS `dns.*`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsSummary {
     /// `dns.id`.
     pub id: u16,
     /// QR bit; serialized as `dns.type`: `"query"` or `"answer"`.
-    #[serde(rename = "type", serialize_with = "ser_message_type")]
+    #[serde(
+        rename = "type",
+        serialize_with = "ser_message_type",
+        deserialize_with = "de_message_type"
+    )]
     pub is_response: bool,
     /// `dns.op_code`: `QUERY`, `NOTIFY`, `UPDATE`, ... or the number.
     pub op_code: Cow<'static, str>,
     /// `dns.header_flags`: the set flags among AA, TC, RD, RA, AD, CD, and DO (from EDNS).
+    #[serde(deserialize_with = "de_header_flags")]
     pub header_flags: Vec<&'static str>,
     /// `dns.response_code`: `NOERROR`, `NXDOMAIN`, ... (with the EDNS extended bits).
     pub response_code: Cow<'static, str>,
     /// The first question (`dns.question.*`); `None` when QDCOUNT is 0.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub question: Option<DnsQuestion>,
     /// The answer section, at most [`MAX_ANSWERS`].
     pub answers: Vec<DnsAnswer>,
     /// Answers counted in the header but not kept (beyond [`MAX_ANSWERS`] or after a
     /// decoding failure).
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub answers_dropped: u16,
     /// A/AAAA answers reachable from the question name through the CNAME chain.
     /// Addresses whose owner is not on that chain are left out (they are still in
@@ -179,12 +184,12 @@ pub struct DnsSummary {
     /// would let a response attribute arbitrary addresses to it.
     pub resolved_ips: Vec<ResolvedIp>,
     /// What went wrong after the question section (at most [`MAX_ANOMALIES`]).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<DnsError>,
 }
 
 /// `dns.question.*`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsQuestion {
     /// Escaped name without trailing dot.
     pub name: String,
@@ -196,7 +201,7 @@ pub struct DnsQuestion {
 }
 
 /// One entry of `dns.answers`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsAnswer {
     /// Owner name, escaped, without trailing dot.
     pub name: String,
@@ -210,42 +215,42 @@ pub struct DnsAnswer {
     /// Rdata as text (format in the module documentation).
     pub data: String,
     /// The decoded parameters of an HTTPS or SVCB record.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub svcb: Option<SvcbSummary>,
 }
 
 /// Parameters of an HTTPS/SVCB record (RFC 9460).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SvcbSummary {
     /// SvcPriority; 0 is alias mode.
     pub priority: u16,
     /// TargetName, escaped; `"."` means the owner name.
     pub target: String,
     /// `alpn` protocol ids, escaped.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alpn: Vec<String>,
     /// `no-default-alpn` present.
-    #[serde(skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub no_default_alpn: bool,
     /// `port`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
     /// `ech`: length in bytes of the ECHConfigList, when present.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ech_len: Option<usize>,
     /// `ipv4hint`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ipv4hint: Vec<Ipv4Addr>,
     /// `ipv6hint`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ipv6hint: Vec<Ipv6Addr>,
     /// Other keys (mandatory, keyNNNNN), as numbers.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other_keys: Vec<u16>,
 }
 
 /// An address from the answer section mapped back to the name the client asked for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResolvedIp {
     /// The question name.
     pub name: String,
@@ -259,6 +264,51 @@ pub struct ResolvedIp {
 
 fn ser_message_type<S: Serializer>(is_response: &bool, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(if *is_response { "answer" } else { "query" })
+}
+
+fn de_message_type<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match <std::borrow::Cow<'de, str>>::deserialize(d)?.as_ref() {
+        "answer" => Ok(true),
+        "query" => Ok(false),
+        t => Err(serde::de::Error::custom(format!(
+            "dns type {t:?} is not \"query\" or \"answer\""
+        ))),
+    }
+}
+
+/// The header flags a summary can hold (see `header_flags`); others are refused.
+const HEADER_FLAGS: [&str; 7] = ["AA", "TC", "RD", "RA", "AD", "CD", "DO"];
+
+fn de_header_flags<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<&'static str>, D::Error> {
+    let names = <Vec<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+    names
+        .iter()
+        .map(|n| {
+            HEADER_FLAGS
+                .iter()
+                .find(|f| **f == n.as_ref())
+                .copied()
+                .ok_or_else(|| serde::de::Error::custom(format!("unknown DNS header flag {n:?}")))
+        })
+        .collect()
+}
+
+impl<'de> Deserialize<'de> for DnsError {
+    /// From the reason (`BadRdata` comes back with type 0: the reason does not carry it).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(match r.as_ref() {
+            "truncated_header" => Self::TruncatedHeader,
+            "truncated" => Self::Truncated,
+            "too_long" => Self::TooLong,
+            "bad_compression_pointer" => Self::BadCompressionPointer,
+            "label_too_long" => Self::LabelTooLong,
+            "name_too_long" => Self::NameTooLong,
+            "bad_label_type" => Self::BadLabelType,
+            "bad_rdata" => Self::BadRdata(0),
+            _ => Self::Malformed,
+        })
+    }
 }
 
 fn is_zero(v: &u16) -> bool {

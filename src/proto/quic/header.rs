@@ -7,7 +7,7 @@
 //! has no Length field (Retry, Version Negotiation, unknown version), and
 //! after the first error.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::wire::Reader;
 use super::{keys, QuicError, QuicVersion};
@@ -20,7 +20,7 @@ pub const MAX_CID_LEN: usize = 20;
 pub const RETRY_TAG_LEN: usize = 16;
 
 /// The long-header packet type, already mapped through the version's numbering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PacketKind {
     Initial,

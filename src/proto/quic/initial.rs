@@ -7,7 +7,7 @@
 //! [`MAX_CRYPTO_FRAMES_PER_DATAGRAM`] per datagram, never ending beyond
 //! [`MAX_CRYPTO_OFFSET`], empty ones dropped.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::header::{parse_long_headers, LongHeader, PacketKind};
 use super::keys::DirectionKeys;
@@ -37,7 +37,7 @@ pub struct CryptoFrame {
 }
 
 /// The last ACK frame of a datagram's Initial packets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AckSummary {
     pub largest_acknowledged: u64,
     /// Number of ACK ranges after the first.
@@ -47,7 +47,7 @@ pub struct AckSummary {
 }
 
 /// A CONNECTION_CLOSE frame (the reason phrase is not kept, only its length).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionClose {
     pub error_code: u64,
     /// The frame type that caused a transport close (type 0x1c); `None` for
@@ -57,7 +57,7 @@ pub struct ConnectionClose {
 }
 
 /// What the Initial packets of one datagram contained.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InitialSummary {
     /// Initial packets decrypted.
     pub initial_packets: u32,

@@ -6,7 +6,7 @@
 //! list and its type recorded in `malformed_extensions` (an anomaly, not an error);
 //! names are escaped, never dropped.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tls_parser::{
     parse_tls_extension_alpn_content, parse_tls_extension_ec_point_formats_content,
     parse_tls_extension_elliptic_curves_content, parse_tls_extension_signature_algorithms_content,
@@ -23,7 +23,7 @@ use crate::proto::text::escape_name;
 pub const PQ_HYBRID_GROUPS: [u16; 5] = [0x11ec, 0x11eb, 0x11ed, 0x6399, 0x636d];
 
 /// Summary of a ClientHello.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientHello {
     /// How the hello was carried; selects the JA4 prefix.
     pub transport: Transport,

@@ -23,7 +23,7 @@ mod client;
 mod fingerprint;
 mod server;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
 pub use client::{parse_client_hello, ClientHello, PQ_HYBRID_GROUPS};
@@ -74,7 +74,7 @@ const DTLS_RECORD_HEADER: usize = 13;
 const DTLS_HANDSHAKE_HEADER: usize = 12;
 
 /// Errors of the TLS module: input that is TLS but cannot be what it claims.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum TlsError {
     #[error("record version {0:#06x} is not TLS")]
     BadRecordVersion(u16),
@@ -123,7 +123,7 @@ impl<T> Scan<T> {
 }
 
 /// How a hello travelled; selects the first character of JA4.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     Tcp,
@@ -132,7 +132,7 @@ pub enum Transport {
 }
 
 /// What the server side showed of its handshake.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerHandshake {
     pub hello: Option<ServerHello>,
     /// Leaf certificate (TLS ≤ 1.2 only).

@@ -5,7 +5,7 @@
 //! first (leaf) certificate of the chain is decoded, and only if its DER bytes are
 //! complete.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use tls_parser::{parse_tls_extension_alpn_content, TlsExtension};
 use x509_parser::extensions::GeneralName;
@@ -23,7 +23,7 @@ pub const HRR_RANDOM: [u8; 32] = [
 ];
 
 /// Summary of a ServerHello (or HelloRetryRequest).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerHello {
     /// `legacy_version` field.
     pub legacy_version: u16,
@@ -139,7 +139,7 @@ pub fn parse_server_hello(body: &[u8]) -> Result<ServerHello, TlsError> {
 }
 
 /// Summary of the server's leaf certificate (TLS ≤ 1.2, where it travels in clear).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Certificate {
     /// Subject distinguished name (RFC 4514 style).
     pub subject: String,
