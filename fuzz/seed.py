@@ -269,6 +269,44 @@ def mdm_seeds():
         put("webhook", b"\x00" + r)
     put("webhook", b"\x00" + b"".join(reqs[:3]))  # pipelined
     put("webhook", b"\x03" + b"".join(reqs[:4]))  # small bounds
+    # Signed with X-Nightjar-Signature: bits 2-3 of byte 0 pick "hmac" (4) or "either" (8).
+    import hmac as hmac_
+    sig = lambda body: "X-Nightjar-Signature: sha256=%s\r\n" % hmac_.new(
+        WEBHOOK_SECRET.encode(), body, "sha256").hexdigest()
+    signed = [http_request("/webhook/jamf", hooks[0], None, sig(hooks[0])),
+              http_request("/webhook/micromdm", envelopes[0], None, sig(envelopes[0])),
+              http_request("/webhook/jamf", hooks[1], None, sig(hooks[0]))]  # another body's
+    for r in signed:
+        put("webhook", b"\x04" + r)
+        put("webhook", b"\x08" + r)
+    put("webhook", b"\x08" + reqs[0] + signed[0])
+
+
+def identity_seeds():
+    """Seeds for identity: byte 0 is the socket queue's capacity pick, then a feed."""
+    docs = os.path.join(REPO, "docs/identity.md")
+    lines = []
+    if os.path.exists(docs):
+        lines += [l for l in open(docs).read().splitlines() if l.startswith('{"ts"')]
+    lines += [
+        '{"ts":1714557600.5,"ip":"fd00::6","mac":"3C-06-30-AA-BB-01","source":"wg"}',
+        '{"ts":"1714557601","ip":"10.8.0.7","serial":"DMPXK1ABCDEF","source":"radius","event":"assign"}',
+        '{"ts":"2024-05-01T10:00:00.123456789+02:00","ip":"10.8.0.7","mac":"f01898010203","source":"radius"}',
+        '{"ts":1714557602,"ip":"10.8.0.7","device_id":"dev-x","user":"bob","source":"strongswan"}',
+        '{"ts":1714557603,"ip":"10.8.0.7","source":"strongswan","event":"release"}',
+        '{"ts":1714557603,"ip":"10.8.0.8","source":"s","event":"up"}',
+        '{"ts":true,"ip":"10.0.0.1","source":"s"}',
+    ]
+    path = os.path.join(REPO, "tests/data/identity/feed.ndjson")
+    if os.path.exists(path):
+        feed = open(path, "rb").read()
+        put("identity", b"\x03" + feed)
+        put("identity", b"\x01" + feed)
+    for l in lines:
+        put("identity", b"\x03" + l.encode() + b"\n")
+    put("identity", b"\x03" + "\n".join(["# comment", ""] + lines[:6]).encode())
+    put("identity", b"\x02" + "\r\n".join(lines).encode() + b"\r\n")
+    put("identity", b"\x03" + lines[0].encode() + b"\n" + b"x" * 5000 + b"\n" + lines[1].encode())
 
 
 def main():
@@ -326,6 +364,7 @@ def main():
         if os.path.exists(p):
             put(target, prefix + open(p, "rb").read())
     mdm_seeds()
+    identity_seeds()
     for d in sorted(os.listdir(CORPUS)):
         print(f"{d}: {len(os.listdir(os.path.join(CORPUS, d)))} seeds")
     print(f"from {nfiles} capture files", file=sys.stderr)

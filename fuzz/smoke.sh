@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-10}
 targets=(decode reassembly tls quic_initial capture pipeline mdm_files plist config
-         dns dhcp mdm_api mdm_webhook state webhook)
+         dns dhcp mdm_api mdm_webhook state webhook identity)
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 [ -d corpus ] || python3 seed.py >/dev/null

@@ -11,7 +11,7 @@ use std::path::Path;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 13] = [
+const TARGETS: [(&str, Target); 14] = [
     ("decode", harness::decode),
     ("reassembly", harness::reassembly),
     ("tls", harness::tls),
@@ -25,6 +25,7 @@ const TARGETS: [(&str, Target); 13] = [
     ("mdm_webhook", harness::mdm_webhook),
     ("state", harness::state),
     ("webhook", harness::webhook),
+    ("identity", harness::identity),
 ];
 
 #[test]

@@ -629,7 +629,7 @@ fn webhook_receiver_refuses_what_it_must() {
         let (tx, mut rx) = tokio::sync::mpsc::channel(1);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let opts = WebhookOptions { max_body: 4096, rate_per_sec: 0, burst: 6 };
+        let opts = WebhookOptions { max_body: 4096, rate_per_sec: 0, burst: 6, ..WebhookOptions::default() };
         tokio::spawn(serve(listener, Secret::new("s".into()), opts, Arc::clone(&stats),
                            Routes { jamf: None, micromdm: Some(tx) }));
         let client = reqwest::Client::new();

@@ -1,10 +1,10 @@
 //! The security items of the sensor's control plane that the MDM adapter tests do not
 //! cover: the metrics endpoint's default address, secrets only from files (or systemd
 //! credentials), and the webhook receiver's answers to bodies that are too large
-//! without saying so, cut short, or sent with wrong credentials.
+//! without saying so, cut short, or sent with wrong credentials or signatures.
 
 use nightjar::config::Config;
-use nightjar::mdm::adapter::webhook::{Receiver, Routes, WebhookOptions};
+use nightjar::mdm::adapter::webhook::{Receiver, Routes, WebhookAuth, WebhookOptions};
 use nightjar::mdm::adapter::{read_secret, AdapterStats, Secret, StatsSnapshot};
 use std::path::Path;
 use std::sync::Arc;
@@ -57,6 +57,11 @@ fn relative_secret_files_come_from_systemd_credentials() {
 /// Sends `raw` on one connection to a receiver with secret `s3cret` (body limit 256
 /// bytes, no rate limit in reach); the response bytes and the counters.
 fn exchange(raw: &[u8]) -> (String, StatsSnapshot) {
+    exchange_with(raw, WebhookAuth::Secret)
+}
+
+/// [`exchange`] with the receiver accepting the credentials `auth` says.
+fn exchange_with(raw: &[u8], auth: WebhookAuth) -> (String, StatsSnapshot) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -71,6 +76,7 @@ fn exchange(raw: &[u8]) -> (String, StatsSnapshot) {
                 max_body: 256,
                 rate_per_sec: 0,
                 burst: 100,
+                auth,
             },
             Arc::clone(&stats),
             Routes {
@@ -153,4 +159,119 @@ fn webhook_wrong_credentials_are_refused_and_not_echoed() {
     let (resp, s) = exchange(raw.as_bytes());
     assert!(resp.starts_with("HTTP/1.1 202"), "{resp}");
     assert_eq!(s.webhooks_accepted, 1);
+}
+
+/// `X-Nightjar-Signature` for `body` keyed with `secret`.
+fn signature(secret: &str, body: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = ring::hmac::sign(&key, body.as_bytes());
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+/// A Jamf webhook request with `body`, signed with `secret`.
+fn signed_request(secret: &str, body: &str) -> String {
+    request(
+        &format!("X-Nightjar-Signature: {}\r\n", signature(secret, body)),
+        body,
+    )
+}
+
+/// A Jamf webhook request carrying `headers` (each ending in CRLF) and `body`.
+fn request(headers: &str, body: &str) -> String {
+    format!(
+        "POST /webhook/jamf HTTP/1.1\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn webhook_hmac_signature_is_accepted_and_forgeries_refused() {
+    let good = signature("s3cret", HOOK);
+    let (resp, s) = exchange_with(
+        request(&format!("X-Nightjar-Signature: {good}\r\n"), HOOK).as_bytes(),
+        WebhookAuth::Hmac,
+    );
+    assert!(resp.starts_with("HTTP/1.1 202"), "{resp}");
+    assert_eq!((s.webhooks_accepted, s.webhooks_unauthorized), (1, 0));
+    let upper = format!("sha256={}", good["sha256=".len()..].to_uppercase());
+    let (resp, _) = exchange_with(
+        request(&format!("X-Nightjar-Signature: {upper}\r\n"), HOOK).as_bytes(),
+        WebhookAuth::Hmac,
+    );
+    assert!(resp.starts_with("HTTP/1.1 202"), "{resp}");
+    let altered = HOOK.replace("U4", "U5");
+    for raw in [
+        // The secret itself is not a credential when signatures are required.
+        request("Authorization: Bearer s3cret\r\n", HOOK),
+        request("", HOOK),
+        // Keyed with another secret, or of another body.
+        signed_request("guess", HOOK),
+        request(&format!("X-Nightjar-Signature: {good}\r\n"), &altered),
+        // Not a well-formed signature.
+        request("X-Nightjar-Signature: sha256=\r\n", HOOK),
+        request(
+            &format!("X-Nightjar-Signature: {}\r\n", &good["sha256=".len()..]),
+            HOOK,
+        ),
+    ] {
+        let (resp, s) = exchange_with(raw.as_bytes(), WebhookAuth::Hmac);
+        assert!(resp.starts_with("HTTP/1.1 401"), "{raw}: {resp}");
+        assert_eq!(
+            (s.webhooks_unauthorized, s.webhooks_accepted),
+            (1, 0),
+            "{raw}"
+        );
+    }
+}
+
+#[test]
+fn webhook_signature_is_verified_before_the_body_is_parsed() {
+    let body = "{not json";
+    let forged = signed_request("guess", body);
+    let (resp, s) = exchange_with(forged.as_bytes(), WebhookAuth::Hmac);
+    assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
+    assert_eq!((s.webhooks_unauthorized, s.webhooks_malformed), (1, 0));
+    let signed = signed_request("s3cret", body);
+    let (resp, s) = exchange_with(signed.as_bytes(), WebhookAuth::Hmac);
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert_eq!((s.webhooks_unauthorized, s.webhooks_malformed), (0, 1));
+    // A body over the limit cannot be verified: refused, and counted as unauthorized.
+    let big = "x".repeat(300);
+    let raw = signed_request("s3cret", &big);
+    let (resp, s) = exchange_with(raw.as_bytes(), WebhookAuth::Hmac);
+    assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
+    assert_eq!((s.webhooks_unauthorized, s.webhooks_too_large), (1, 0));
+}
+
+#[test]
+fn webhook_auth_modes() {
+    let bearer = request("Authorization: Bearer s3cret\r\n", HOOK);
+    let signed = signed_request("s3cret", HOOK);
+    let neither = request("Authorization: Bearer guess\r\n", HOOK);
+    for (auth, raw, want) in [
+        (WebhookAuth::Either, &bearer, "202"),
+        (WebhookAuth::Either, &signed, "202"),
+        (WebhookAuth::Either, &neither, "401"),
+        (WebhookAuth::Secret, &bearer, "202"),
+        (WebhookAuth::Secret, &signed, "401"),
+        (WebhookAuth::Hmac, &signed, "202"),
+    ] {
+        let (resp, _) = exchange_with(raw.as_bytes(), auth);
+        assert!(
+            resp.starts_with(&format!("HTTP/1.1 {want}")),
+            "{auth:?} {raw}: {resp}"
+        );
+    }
+    let cfg = |auth: &str| {
+        Config::parse(
+            &format!("[mdm.webhook]\nlisten = \"127.0.0.1:9465\"\nsecret_file = \"/f\"\n{auth}"),
+            "t.toml",
+        )
+        .map(|c| c.mdm.webhook.unwrap().auth)
+    };
+    assert_eq!(cfg("").unwrap(), WebhookAuth::Secret);
+    assert_eq!(cfg("auth = \"hmac\"").unwrap(), WebhookAuth::Hmac);
+    assert_eq!(cfg("auth = \"either\"").unwrap(), WebhookAuth::Either);
+    assert!(cfg("auth = \"sha1\"").is_err());
 }

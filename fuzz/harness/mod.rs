@@ -6,24 +6,29 @@
 //! only when the code under test breaks one of its documented invariants.
 
 use std::io::Cursor;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use nightjar::capture::{CaptureReader, LinkType};
 use nightjar::config::Config;
 use nightjar::correlate::baseline::Baselines;
+use nightjar::correlate::identity::{
+    parse_feed_line, read_connection, read_feed, FeedEntry, FeedSocketStats, IdentityError,
+    IdentityTable, Method, MAX_FEED_FIELD_LEN,
+};
 use nightjar::correlate::FlowContext;
 use nightjar::decode::SUPPORTED_LINK_TYPES;
 use nightjar::flow::reassembly::{tcp_clip, StreamReassembler};
 use nightjar::flow::{FlowConfig, Shard};
 use nightjar::mdm::adapter::http::parse_token;
 use nightjar::mdm::adapter::state::{cursor_json, parse_cursor};
-use nightjar::mdm::adapter::webhook::{Receiver, Routes, WebhookOptions};
+use nightjar::mdm::adapter::webhook::{Receiver, Routes, WebhookAuth, WebhookOptions};
 use nightjar::mdm::adapter::{
     build_inventory, intune, jamf, micromdm, AdapterStats, InventoryTracker, Secret,
 };
 use nightjar::mdm::{
     format_rfc3339, import_privacy_report, inventory_to_json, parse_inventory, parse_plist,
-    read_events, CatalogBuilder, CatalogFormat, Device, InstalledApp, Inventory,
+    read_events, CatalogBuilder, CatalogFormat, Device, InstalledApp, Inventory, MacAddr,
     PrivacyReportOptions,
 };
 use nightjar::observation::{Observation, Termination};
@@ -377,8 +382,18 @@ fn records(obs: &mut Vec<Observation>) {
     }
 }
 
+/// A load error is printed as one line (on stderr, in the journal on a reload).
+fn one_line<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, E> {
+    if let Err(e) = &r {
+        let msg = e.to_string();
+        assert!(!msg.contains(['\n', '\r']), "a multi-line error: {msg:?}");
+    }
+    r
+}
+
 /// `mdm_files`: byte 0 picks the loader (inventory JSON, events NDJSON,
 /// catalog JSON, catalog TOML, privacy report NDJSON); the rest is the file.
+/// Errors are one line.
 pub fn mdm_files(data: &[u8]) {
     let Some((&which, body)) = data.split_first() else {
         return;
@@ -386,12 +401,12 @@ pub fn mdm_files(data: &[u8]) {
     let text = String::from_utf8_lossy(body);
     match which % 5 {
         0 => {
-            if let Ok(inv) = parse_inventory(&text, "fuzz") {
+            if let Ok(inv) = one_line(parse_inventory(&text, "fuzz")) {
                 let _ = inv.fingerprint();
             }
         }
         1 => {
-            if let Ok(events) = read_events(Cursor::new(body), "fuzz") {
+            if let Ok(events) = one_line(read_events(Cursor::new(body), "fuzz")) {
                 for e in &events {
                     let _ = e.to_json_line();
                 }
@@ -404,15 +419,18 @@ pub fn mdm_files(data: &[u8]) {
                 CatalogFormat::Toml
             };
             let mut b = CatalogBuilder::new();
-            if b.add_text(&text, format, "fuzz").is_ok() {
+            if one_line(b.add_text(&text, format, "fuzz")).is_ok() {
                 let c = b.build();
                 let _ = c.lookup("a.example.com");
                 let _ = nightjar::mdm::apps_to_catalog_json(c.apps());
             }
         }
         _ => {
-            let _ =
-                import_privacy_report(Cursor::new(body), "fuzz", PrivacyReportOptions::default());
+            let _ = one_line(import_privacy_report(
+                Cursor::new(body),
+                "fuzz",
+                PrivacyReportOptions::default(),
+            ));
         }
     }
 }
@@ -673,7 +691,8 @@ fn serve_bytes(raw: &[u8], secret: &str, opts: WebhookOptions) -> Served {
 }
 
 /// `webhook`: byte 0 picks the receiver's bounds (bit 0: a 256-byte body limit, bit 1:
-/// a burst of 2 requests); the rest is what a client sends on one connection (HTTP/1.1
+/// a burst of 2 requests) and credentials (bits 2-3: the secret, an HMAC signature,
+/// either, either); the rest is what a client sends on one connection (HTTP/1.1
 /// requests, pipelined or cut short). Every accepted webhook is queued, and a receiver
 /// whose secret appears nowhere in the input accepts nothing: whatever got past the
 /// credentials check once is sent again to one with another secret.
@@ -685,6 +704,11 @@ pub fn webhook(data: &[u8]) {
         max_body: if flags & 1 == 1 { 256 } else { 64 * 1024 },
         rate_per_sec: 0,
         burst: if flags & 2 == 2 { 2 } else { 1000 },
+        auth: match (flags >> 2) & 3 {
+            0 => WebhookAuth::Secret,
+            1 => WebhookAuth::Hmac,
+            _ => WebhookAuth::Either,
+        },
     };
     let served = serve_bytes(raw, WEBHOOK_SECRET, opts.clone());
     assert_eq!(
@@ -708,5 +732,152 @@ pub fn webhook(data: &[u8]) {
             0,
             "a request got past the credentials check without the secret"
         );
+    }
+}
+
+/// The inventory the `identity` target resolves feed claims against: the devices of
+/// `tests/data/identity/inventory.json` (the seeds name their udids, serials and MACs).
+const IDENTITY_INVENTORY: &str = r#"{"devices":[
+    {"id":"ipad-janes","udid":"00008101-000A1B2C3D4E001E","serial":"DMPXK1ABCDEF","wifi_mac":"3c:06:30:aa:bb:01"},
+    {"id":"iphone-vpn-7","udid":"00008110-0011223344556677","serial":"F2LZK7QWERTY","wifi_mac":"f0:18:98:01:02:03"}]}"#;
+
+/// A feed line that says exactly what `e` says, in the canonical form (RFC 3339 UTC
+/// time, every optional field present only when set).
+fn feed_line(e: &FeedEntry) -> String {
+    let mut v = serde_json::json!({
+        "ts": format_rfc3339(e.ts_ns),
+        "ip": e.ip.to_string(),
+        "source": e.source,
+    });
+    let fields = [
+        ("mac", e.mac.map(|m| MacAddr(m).to_string())),
+        ("device_id", e.device_id.clone()),
+        ("udid", e.udid.clone()),
+        ("serial", e.serial.clone()),
+        ("user", e.user.clone()),
+        ("event", e.release.then(|| "release".to_string())),
+    ];
+    for (k, val) in fields {
+        if let Some(val) = val {
+            v[k] = serde_json::Value::String(val);
+        }
+    }
+    v.to_string()
+}
+
+/// Checks what one accepted feed line may hold: non-empty text within
+/// [`MAX_FEED_FIELD_LEN`], a time a binding can start at, and a canonical line that
+/// parses back to the same entry.
+fn check_feed_entry(e: &FeedEntry) {
+    for s in [&e.device_id, &e.udid, &e.serial, &e.user]
+        .into_iter()
+        .flatten()
+        .chain([&e.source])
+    {
+        assert!(
+            !s.is_empty() && s.len() <= MAX_FEED_FIELD_LEN,
+            "field {s:?}"
+        );
+    }
+    assert!(e.ts_ns < u64::MAX, "ts {} leaves no time to bind", e.ts_ns);
+    let line = feed_line(e);
+    let back = parse_feed_line(&line)
+        .unwrap_or_else(|err| panic!("an accepted entry does not read back: {err}\n{line}"));
+    assert_eq!(&back, e, "{line}");
+}
+
+/// `identity`: byte 0 picks the capacity of the feed socket's queue (0, 1, 4 or
+/// 1,024 lines); the rest is an identity feed, read both as a `--identity` /
+/// `[identity] feed` file (`read_feed`) and as what one client sends to the identity
+/// socket (`read_connection`). Checks: every accepted entry is within its bounds and
+/// reads back from its canonical line; the two readers agree (a file that loads is
+/// accepted line for line by the socket, a file that fails has a bad line there too);
+/// every socket line is accepted, dropped (counted) or counted bad, and what is
+/// accepted is queued; file errors are one line; applied in time order, the newest
+/// line of each address resolves to exactly what it claims (or to nobody once released).
+pub fn identity(data: &[u8]) {
+    let Some((&flags, feed)) = data.split_first() else {
+        return;
+    };
+    let capacity = [0, 1, 4, 1024][usize::from(flags & 3)];
+    let file = read_feed(feed, "feed.ndjson");
+    let (tx, rx) = crossbeam_channel::bounded(capacity);
+    let stats = FeedSocketStats::default();
+    read_connection(feed, &tx, &stats);
+    let queued: Vec<FeedEntry> = rx.try_iter().collect();
+    let accepted = stats.accepted.load(Ordering::SeqCst);
+    let dropped = stats.dropped_full.load(Ordering::SeqCst);
+    let bad = stats.bad_lines.load(Ordering::SeqCst);
+    let lines = feed.split(|&b| b == b'\n').count() as u64;
+    assert_eq!(queued.len() as u64, accepted, "accepted lines not queued");
+    assert!(accepted <= capacity as u64);
+    assert!(accepted + dropped + bad <= lines, "more results than lines");
+    for e in &queued {
+        check_feed_entry(e);
+    }
+    let entries = match file {
+        Ok(entries) => {
+            assert_eq!(bad, 0, "the socket refused a line of a file that loads");
+            assert_eq!(accepted + dropped, entries.len() as u64);
+            assert!(entries.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
+            if dropped == 0 {
+                let mut q = queued.clone();
+                q.sort_by_key(|e| e.ts_ns);
+                assert_eq!(q, entries, "the socket and the file read different entries");
+            }
+            entries
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            let e = one_line(Err::<(), _>(e)).unwrap_err();
+            if let IdentityError::Line { line, .. } = &e {
+                assert!(*line as u64 <= lines);
+            }
+            assert!(
+                bad > 0,
+                "the file failed ({msg}) but the socket took every line"
+            );
+            return;
+        }
+    };
+    let inventory = Arc::new(parse_inventory(IDENTITY_INVENTORY, "fuzz").expect("inventory"));
+    let mut table = IdentityTable::new(Some(Arc::clone(&inventory)), &[]);
+    for e in &entries {
+        check_feed_entry(e);
+        table.apply_feed(e);
+    }
+    assert_eq!(table.counters.feed_lines, entries.len() as u64);
+    let mut newest = std::collections::HashMap::new();
+    for e in &entries {
+        newest.insert(e.ip, e);
+    }
+    for e in newest.values() {
+        let id = table.resolve(e.ip, None, e.ts_ns);
+        if e.release {
+            assert_eq!(id.method, Method::None, "released at {}: {id:?}", e.ts_ns);
+            assert_eq!(id.device_id, None);
+            continue;
+        }
+        let named = e.device_id.clone().or_else(|| {
+            let by_udid = e.udid.as_deref().and_then(|u| inventory.by_udid(u));
+            let by_serial = e.serial.as_deref().and_then(|s| inventory.by_serial(s));
+            let by_mac = e.mac.and_then(|m| inventory.by_wifi_mac(MacAddr(m)));
+            by_udid.or(by_serial).or(by_mac).map(|d| d.id.clone())
+        });
+        assert_eq!(id.method, Method::Feed, "{e:?}: {id:?}");
+        assert_eq!(id.matched_on.first(), Some(&"ip"));
+        assert_eq!(id.device_id, named, "{e:?}: {id:?}");
+        assert_eq!(id.user, e.user);
+        assert_eq!(id.mac, e.mac);
+        assert_eq!(id.feed_source.as_deref(), Some(e.source.as_str()));
+        // Still bound later on: nothing newer replaced it.
+        assert_eq!(table.resolve(e.ip, None, u64::MAX - 1).device_id, named);
+    }
+    // The daemon applies socket lines as they arrive, in any order.
+    let mut live = IdentityTable::new(Some(inventory), &[]);
+    for e in &queued {
+        live.apply_feed(e);
+        let id = live.resolve(e.ip, e.mac, e.ts_ns);
+        live.count(&id, e.ip);
     }
 }

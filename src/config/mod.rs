@@ -245,6 +245,8 @@ struct RawWebhook {
     secret_file: String,
     #[serde(default)]
     micromdm: bool,
+    #[serde(default)]
+    auth: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -400,6 +402,32 @@ pub struct WebhookConfig {
     pub listen: SocketAddr,
     pub secret_file: PathBuf,
     pub micromdm: bool,
+    pub auth: WebhookAuth,
+}
+
+/// How webhook senders prove they hold the secret (`[mdm.webhook] auth`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WebhookAuth {
+    /// `"secret"`: the secret itself, as `Authorization: Bearer` or the Basic password.
+    #[default]
+    Secret,
+    /// `"hmac"`: `X-Nightjar-Signature: sha256=<hex>`, the HMAC-SHA256 of the body
+    /// keyed with the secret; the secret never travels.
+    Hmac,
+    /// `"either"`: whichever of the two the request carries.
+    Either,
+}
+
+impl WebhookAuth {
+    /// Parses the configuration value.
+    pub fn parse(s: &str) -> Option<WebhookAuth> {
+        match s {
+            "secret" => Some(WebhookAuth::Secret),
+            "hmac" => Some(WebhookAuth::Hmac),
+            "either" => Some(WebhookAuth::Either),
+            _ => None,
+        }
+    }
 }
 
 /// An API base URL: `https://`, or `http://` to a loopback address (tests).
@@ -635,6 +663,15 @@ impl Config {
                 })?,
                 secret_file: PathBuf::from(nonempty("mdm.webhook.secret_file", &w.secret_file)?),
                 micromdm: w.micromdm,
+                auth: match w.auth.as_deref() {
+                    None => WebhookAuth::default(),
+                    Some(a) => WebhookAuth::parse(a).ok_or_else(|| {
+                        invalid(
+                            "mdm.webhook.auth",
+                            "must be \"secret\", \"hmac\" or \"either\"".to_string(),
+                        )
+                    })?,
+                },
             }),
         };
         let opt_path =
@@ -870,6 +907,7 @@ mod tests {
             ("[identity]\nstatic = [{mac = \"02:00:00:00:00:01\", device_id = \"\"}]", "identity.static"),
             ("[mdm.webhook]\nlisten = \"x\"\nsecret_file = \"/f\"", "mdm.webhook.listen"),
             ("[mdm.webhook]\nlisten = \"127.0.0.1:1\"\nsecret_file = \"\"", "mdm.webhook.secret_file"),
+            ("[mdm.webhook]\nlisten = \"127.0.0.1:1\"\nsecret_file = \"/f\"\nauth = \"sha1\"", "mdm.webhook.auth"),
             ("[mdm.jamf]\nurl = \"http://example.com\"\nclient_id = \"x\"\nclient_secret_file = \"/f\"", "mdm.jamf.url"),
             ("[detect]\ngrace = \"0s\"", "detect.grace"),
             ("[detect]\nalert_threshold = 101", "detect.alert_threshold"),

@@ -115,16 +115,20 @@ struct RawFeed {
 }
 
 /// Parses a feed timestamp: RFC 3339 text, or seconds since the epoch (a number or
-/// digits in a string, fractions allowed).
+/// digits in a string, fractions allowed). The time must be below `u64::MAX`
+/// nanoseconds (year 2554): that value means "until replaced", and a binding starting
+/// there would hold for no time at all.
 fn feed_ts(v: &serde_json::Value) -> Result<u64, String> {
     let secs = |f: f64| -> Result<u64, String> {
-        if f.is_finite() && (0.0..1e11).contains(&f) {
-            Ok((f * NS as f64).round() as u64)
+        let ns = (f * NS as f64).round();
+        // `u64::MAX as f64` is 2^64: below it, the conversion is exact and under u64::MAX.
+        if f.is_finite() && f >= 0.0 && ns < u64::MAX as f64 {
+            Ok(ns as u64)
         } else {
             Err(format!("ts {f} is out of range"))
         }
     };
-    match v {
+    let ns = match v {
         serde_json::Value::Number(n) => secs(n.as_f64().unwrap_or(f64::NAN)),
         serde_json::Value::String(s) => {
             if let Some(ns) = parse_rfc3339(s) {
@@ -138,7 +142,11 @@ fn feed_ts(v: &serde_json::Value) -> Result<u64, String> {
             }
         }
         other => Err(format!("ts must be a string or a number, not {other}")),
+    }?;
+    if ns == u64::MAX {
+        return Err("ts is out of range".into());
     }
+    Ok(ns)
 }
 
 /// Parses one feed line (without its newline).
@@ -146,7 +154,9 @@ pub fn parse_feed_line(line: &str) -> Result<FeedEntry, String> {
     if line.len() > MAX_FEED_LINE_BYTES {
         return Err(format!("line longer than {MAX_FEED_LINE_BYTES} bytes"));
     }
-    let raw: RawFeed = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    // serde quotes unknown keys as they are: escaped, so the error stays one line.
+    let raw: RawFeed = serde_json::from_str(line)
+        .map_err(|e| crate::proto::text::escape_name(e.to_string().as_bytes()))?;
     let ts_ns = feed_ts(&raw.ts)?;
     let ip: IpAddr = raw
         .ip
@@ -357,8 +367,10 @@ fn serve(
     }
 }
 
-/// Reads NDJSON lines from one connection until EOF, an error or the idle timeout.
-fn read_connection(
+/// Reads NDJSON lines from one connection until EOF, an error or the idle timeout:
+/// good lines go to `tx` (a full queue drops them, counted), bad ones are counted.
+/// Public for the fuzz harness, which hands it a byte slice.
+pub fn read_connection(
     conn: impl Read,
     tx: &crossbeam_channel::Sender<FeedEntry>,
     stats: &FeedSocketStats,
@@ -1156,10 +1168,28 @@ mod tests {
                 "event",
             ),
             ("not json", "expected"),
+            // Past u64 nanoseconds: once silently the largest time, a binding of no length.
+            (
+                r#"{"ts":5e10,"ip":"10.0.0.1","source":"s"}"#,
+                "out of range",
+            ),
+            (
+                r#"{"ts":"2554-07-21T23:34:33.709551615Z","ip":"10.0.0.1","source":"s"}"#,
+                "out of range",
+            ),
+            (r#"{"ts":-1,"ip":"10.0.0.1","source":"s"}"#, "out of range"),
         ] {
             let e = parse_feed_line(bad).unwrap_err();
             assert!(e.contains(want), "{bad}: {e}");
         }
+        let last = parse_feed_line(
+            r#"{"ts":"2554-07-21T23:34:33.709551614Z","ip":"10.0.0.1","source":"s"}"#,
+        )
+        .unwrap();
+        assert_eq!(last.ts_ns, u64::MAX - 1);
+        // An unknown key is quoted escaped: the error (logged on a reload) stays one line.
+        let e = parse_feed_line(r#"{"ts":1,"ip":"10.0.0.1","source":"s","a\nb":1}"#).unwrap_err();
+        assert!(e.contains(r"unknown field `a\x0ab`"), "{e}");
     }
 
     #[test]

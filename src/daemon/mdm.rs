@@ -161,10 +161,12 @@ pub fn start(
         let s = Arc::new(AdapterStats::default());
         let stats = Arc::clone(&s);
         let addr = w.listen;
+        let opts = WebhookOptions {
+            auth: w.auth,
+            ..WebhookOptions::default()
+        };
         a.tasks.push(tokio::spawn(async move {
-            if let Err(e) =
-                webhook::serve(listener, secret, WebhookOptions::default(), stats, routes).await
-            {
+            if let Err(e) = webhook::serve(listener, secret, opts, stats, routes).await {
                 eprintln!("nightjar: mdm webhook receiver on {addr} stopped: {e}");
             }
         }));

@@ -389,6 +389,11 @@ mod tests {
             err("{\"devices\": [\n  {\"udid\": \"x\"}]}"),
             "inv.json:2:15: missing field `id`"
         );
+        // A key with a line break is quoted escaped: the error stays one line.
+        assert_eq!(
+            err(r#"{"devices": [], "a\nb": 1}"#),
+            r"inv.json:1:22: unknown field `a\x0ab`, expected `devices`"
+        );
         assert!(err(r#"{"devices": [{"id": "a"}, {"id": "a"}]}"#).contains("duplicate device id"));
     }
 

@@ -188,7 +188,9 @@ fn json_error(origin: &str, line_no: Option<usize>, err: &serde_json::Error) -> 
     // serde_json's Display appends " at line L column C"; keep only the message.
     let text = err.to_string();
     let suffix = format!(" at line {} column {}", err.line(), err.column());
-    let msg = text.strip_suffix(&suffix).unwrap_or(&text).to_string();
+    let msg = text.strip_suffix(&suffix).unwrap_or(&text);
+    // serde quotes unknown keys as they are: escaped, so the error stays one line.
+    let msg = crate::proto::text::escape_name(msg.as_bytes());
     MdmError::Syntax {
         origin: origin.to_string(),
         line: line_no.unwrap_or(err.line()),

@@ -3,22 +3,29 @@
 //!
 //! Each request is checked in this order, the cheapest first: method and path, the
 //! rate limit (a token bucket shared by all senders: 429), the credentials (401), the
-//! size (413), the body (400), the queue (503). Credentials are the shared secret as
-//! `Authorization: Bearer <secret>`, or as the password of `Authorization: Basic`
-//! (what Jamf Pro's basic-auth webhooks and a MicroMDM/NanoMDM webhook URL with
-//! `user:secret@` send), compared in constant time. Accepted webhooks go to the
-//! adapter task through a bounded queue; the receiver never calls an MDM itself.
+//! size (413), the body (400), the queue (503). Credentials ([`WebhookAuth`]) are the
+//! shared secret as `Authorization: Bearer <secret>`, or as the password of
+//! `Authorization: Basic` (what Jamf Pro's basic-auth webhooks and a MicroMDM/NanoMDM
+//! webhook URL with `user:secret@` send), compared in constant time; or a signature,
+//! `X-Nightjar-Signature: sha256=<hex>`, the HMAC-SHA256 of the body keyed with the
+//! secret (verified in constant time by `ring`). A signature can only be verified once
+//! the body is in (within the size limit), and it is verified before the body is
+//! parsed; a signed request whose body is refused before that (413, 400) was never
+//! authenticated and is counted as unauthorized. Accepted webhooks go to the adapter
+//! task through a bounded queue; the receiver never calls an MDM itself.
 //!
 //! Invariants: at most [`MAX_CONNECTIONS`] connections at once; a body is never held
 //! beyond [`WebhookOptions::max_body`]; headers must arrive within
 //! [`HEADER_TIMEOUT`] and a body within [`BODY_TIMEOUT`]; every refusal is counted.
 
 use super::{constant_time_eq, jamf, micromdm, wall_clock_ns, AdapterStats, Secret};
+pub use crate::config::WebhookAuth;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,6 +47,10 @@ pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 /// check-ins from a whole site fits; beyond it senders get 503 and retry.
 pub const DEFAULT_QUEUE: usize = 1024;
 
+/// The header carrying a request's signature: `sha256=` and the HMAC-SHA256 of the body
+/// keyed with the secret, in hex (64 digits, either case).
+pub const SIGNATURE_HEADER: &str = "x-nightjar-signature";
+
 /// Receiver settings.
 #[derive(Clone, Debug)]
 pub struct WebhookOptions {
@@ -49,6 +60,8 @@ pub struct WebhookOptions {
     pub rate_per_sec: u32,
     /// Burst allowed above the sustained rate.
     pub burst: u32,
+    /// Which credentials are accepted.
+    pub auth: WebhookAuth,
 }
 
 impl Default for WebhookOptions {
@@ -57,6 +70,7 @@ impl Default for WebhookOptions {
             max_body: DEFAULT_MAX_BODY,
             rate_per_sec: 50,
             burst: 200,
+            auth: WebhookAuth::Secret,
         }
     }
 }
@@ -110,6 +124,8 @@ impl TokenBucket {
 /// its connections.
 pub struct Receiver {
     secret: Secret,
+    /// The secret as an HMAC-SHA256 key, for signatures.
+    signing_key: ring::hmac::Key,
     opts: WebhookOptions,
     bucket: Mutex<TokenBucket>,
     stats: Arc<AdapterStats>,
@@ -130,6 +146,7 @@ impl Receiver {
                 opts.burst,
                 Instant::now(),
             )),
+            signing_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.expose().as_bytes()),
             secret,
             opts,
             stats,
@@ -216,6 +233,30 @@ pub fn authorized(header: Option<&[u8]>, secret: &Secret) -> bool {
     false
 }
 
+/// The tag of a signature header: `sha256=` then 64 hex digits; `None` for anything else.
+pub fn signature_tag(header: &[u8]) -> Option<[u8; 32]> {
+    let hex = header.strip_prefix(b"sha256=")?;
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut tag = [0u8; 32];
+    for (byte, pair) in tag.iter_mut().zip(hex.chunks_exact(2)) {
+        let digit = |c: u8| char::from(c).to_digit(16);
+        *byte = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+    }
+    Some(tag)
+}
+
+/// True if `tag` is the HMAC-SHA256 of `body` under `key` (compared in constant time).
+pub fn signed(key: &ring::hmac::Key, body: &[u8], tag: &[u8; 32]) -> bool {
+    ring::hmac::verify(key, body, tag).is_ok()
+}
+
+fn unauthorized(stats: &AdapterStats) -> Response<Full<Bytes>> {
+    AdapterStats::inc(&stats.webhooks_unauthorized);
+    reply(StatusCode::UNAUTHORIZED, "unauthorized\n")
+}
+
 impl Receiver {
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let shared = self;
@@ -237,14 +278,36 @@ impl Receiver {
             AdapterStats::inc(&stats.webhooks_rate_limited);
             return reply(StatusCode::TOO_MANY_REQUESTS, "rate limited\n");
         }
-        let auth = req
-            .headers()
-            .get(hyper::header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
-        if !authorized(auth, &shared.secret) {
-            AdapterStats::inc(&stats.webhooks_unauthorized);
-            return reply(StatusCode::UNAUTHORIZED, "unauthorized\n");
-        }
+        let by_secret = shared.opts.auth != WebhookAuth::Hmac
+            && authorized(
+                req.headers()
+                    .get(hyper::header::AUTHORIZATION)
+                    .map(|v| v.as_bytes()),
+                &shared.secret,
+            );
+        // The tag the body must be signed with, when the secret itself was not presented.
+        let tag = if by_secret {
+            None
+        } else if shared.opts.auth == WebhookAuth::Secret {
+            return unauthorized(stats);
+        } else {
+            match req
+                .headers()
+                .get(SIGNATURE_HEADER)
+                .and_then(|v| signature_tag(v.as_bytes()))
+            {
+                Some(tag) => Some(tag),
+                None => return unauthorized(stats),
+            }
+        };
+        // Body refusals of a request not yet authenticated count as unauthorized.
+        let refused = |counter: &AtomicU64| {
+            AdapterStats::inc(if tag.is_some() {
+                &stats.webhooks_unauthorized
+            } else {
+                counter
+            })
+        };
         let max = shared.opts.max_body;
         let declared = req
             .headers()
@@ -252,7 +315,7 @@ impl Receiver {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max as u64) {
-            AdapterStats::inc(&stats.webhooks_too_large);
+            refused(&stats.webhooks_too_large);
             return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
         }
         let body =
@@ -261,20 +324,23 @@ impl Receiver {
             {
                 Ok(Ok(b)) => b.to_bytes(),
                 Ok(Err(e)) if e.is::<LengthLimitError>() => {
-                    AdapterStats::inc(&stats.webhooks_too_large);
+                    refused(&stats.webhooks_too_large);
                     return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
                 }
                 Ok(Err(_)) => {
                     // The sender closed or broke the body (fewer bytes than its Content-Length,
                     // bad chunked framing): malformed, not too large.
-                    AdapterStats::inc(&stats.webhooks_malformed);
+                    refused(&stats.webhooks_malformed);
                     return reply(StatusCode::BAD_REQUEST, "body incomplete\n");
                 }
                 Err(_) => {
-                    AdapterStats::inc(&stats.webhooks_malformed);
+                    refused(&stats.webhooks_malformed);
                     return reply(StatusCode::REQUEST_TIMEOUT, "body too slow\n");
                 }
             };
+        if tag.is_some_and(|tag| !signed(&shared.signing_key, &body, &tag)) {
+            return unauthorized(stats);
+        }
         let name = if route == 0 {
             jamf::NAME
         } else {
@@ -352,5 +418,28 @@ mod tests {
         assert!(!authorized(Some(b"s3cret"), &s));
         assert!(!authorized(None, &s));
         assert!(!authorized(Some(b"Bearer \xff"), &s));
+    }
+
+    #[test]
+    fn signatures() {
+        // RFC 4231 test case 2.
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"Jefe");
+        let hex = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        let tag = signature_tag(format!("sha256={hex}").as_bytes()).unwrap();
+        assert!(signed(&key, b"what do ya want for nothing?", &tag));
+        assert!(!signed(&key, b"what do ya want for nothing!", &tag));
+        let upper = signature_tag(format!("sha256={}", hex.to_uppercase()).as_bytes());
+        assert_eq!(upper, Some(tag));
+        for bad in [
+            format!("sha1={hex}"),
+            format!("sha256={}", &hex[..62]),
+            format!("sha256={hex}00"),
+            format!("sha256= {}", &hex[1..]),
+            format!("sha256={}+f", &hex[..62]),
+            format!("SHA256={hex}"),
+            hex.to_string(),
+        ] {
+            assert_eq!(signature_tag(bad.as_bytes()), None, "{bad}");
+        }
     }
 }
