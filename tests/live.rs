@@ -409,6 +409,15 @@ fn stats(recs: &[Value]) -> &Value {
         .expect("a nightjar.stats record")
 }
 
+/// The records `nightjar replay` makes of `files` with `cfg`.
+fn replay_offline(cfg: &Path, files: &[PathBuf]) -> Vec<Value> {
+    let mut args = vec!["replay", "--quiet", "--config", cfg.to_str().unwrap()];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let out = run(&args, LIMIT);
+    assert!(out.status.success());
+    records(&out)
+}
+
 fn live_equals_replay(workers: usize, test: &str) {
     if !can_run(test) {
         return;
@@ -420,19 +429,7 @@ fn live_equals_replay(workers: usize, test: &str) {
     wait_child(ns.replay(&files, &["--topspeed"]));
 
     // Every frame arrives; the metrics say so and agree with the records below.
-    let offline = run(
-        &[
-            &["replay", "--quiet", "--config", cfg.to_str().unwrap()][..],
-            &files
-                .iter()
-                .map(|f| f.to_str().unwrap())
-                .collect::<Vec<_>>()[..],
-        ]
-        .concat(),
-        LIMIT,
-    );
-    assert!(offline.status.success());
-    let offline = records(&offline);
+    let offline = replay_offline(&cfg, &files);
     let want_packets = stats(&offline)["nightjar"]["stats"]["packets"]
         .as_f64()
         .unwrap();
@@ -1247,19 +1244,7 @@ fn live_sensor_through_a_broker_gives_the_replay_flows() {
     };
     let files = captures();
     // The replay runs every stage in one process: before the config names a role.
-    let offline = run(
-        &[
-            &["replay", "--quiet", "--config", cfg.to_str().unwrap()][..],
-            &files
-                .iter()
-                .map(|f| f.to_str().unwrap())
-                .collect::<Vec<_>>()[..],
-        ]
-        .concat(),
-        LIMIT,
-    );
-    assert!(offline.status.success());
-    let offline = records(&offline);
+    let offline = replay_offline(&cfg, &files);
     let want = stats(&offline)["nightjar"]["stats"]["packets"]
         .as_f64()
         .unwrap();

@@ -84,18 +84,8 @@ fn plain(s: &[u8]) -> bool {
 }
 
 /// Writes `n` in decimal.
-fn write_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+fn write_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(crate::proto::text::decimal(n, &mut [0u8; 20]));
 }
 
 /// Writes `s` as a JSON string.

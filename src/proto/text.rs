@@ -45,6 +45,21 @@ pub fn escape_name(bytes: &[u8]) -> String {
     out
 }
 
+/// `n` in decimal ASCII digits, written into `buf` (no allocation, no `fmt`).
+pub fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut n = n;
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,18 +39,9 @@ fn hex_digit(n: u8) -> char {
 }
 
 /// Appends `n` in decimal (a JA3 string holds about a hundred numbers).
-fn push_decimal(s: &mut String, mut n: u32) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
+fn push_decimal(s: &mut String, n: u32) {
+    let mut buf = [0u8; 20];
+    for &d in crate::proto::text::decimal(n.into(), &mut buf) {
         s.push(char::from(d));
     }
 }
