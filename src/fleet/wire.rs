@@ -16,8 +16,12 @@
 
 use crate::observation::Observation;
 
-/// The format's major version this build writes and reads.
-pub const MAJOR: u8 = 1;
+/// The format's major version this build writes (2.0 dropped the per-direction
+/// `first_ns`/`last_ns` of a flow's endpoints, which no record used).
+pub const MAJOR: u8 = 2;
+/// The oldest major this build still reads: what it reads of a 1.x flow is a
+/// 2.0 flow plus two fields it ignores.
+pub const OLDEST_MAJOR: u8 = 1;
 /// The format's minor version this build writes (it reads every minor of [`MAJOR`]).
 pub const MINOR: u8 = 0;
 /// Bytes before the JSON body.
@@ -36,7 +40,7 @@ pub enum WireError {
          upgrade the correlators before the sensors"
     )]
     NewerMajor { major: u8, minor: u8 },
-    #[error("observation format {major}.{minor} is older than this build reads ({MAJOR}.x)")]
+    #[error("observation format {major}.{minor} is older than this build reads ({OLDEST_MAJOR}.x to {MAJOR}.x)")]
     OlderMajor { major: u8, minor: u8 },
     #[error("message of {0} bytes exceeds the bound of {MAX_MESSAGE_BYTES}")]
     TooLarge(usize),
@@ -116,14 +120,14 @@ pub fn decode(msg: &[u8]) -> Result<Decoded, WireError> {
     if major > MAJOR {
         return Err(WireError::NewerMajor { major, minor });
     }
-    if major < MAJOR {
+    if major < OLDEST_MAJOR {
         return Err(WireError::OlderMajor { major, minor });
     }
     match serde_json::from_slice::<Observation>(body) {
         Ok(o) => Ok(Decoded::Observation(o)),
         Err(e) => {
             // A newer minor may add kinds: a one-key object whose key is not ours.
-            if minor > MINOR {
+            if major == MAJOR && minor > MINOR {
                 if let Ok(m) = serde_json::from_slice::<
                     std::collections::BTreeMap<String, serde::de::IgnoredAny>,
                 >(body)
@@ -170,7 +174,7 @@ mod tests {
     fn round_trip() {
         let mut buf = Vec::new();
         encode(&feed(), &mut buf).unwrap();
-        assert_eq!(&buf[..4], b"NJ\x01\x00");
+        assert_eq!(&buf[..4], b"NJ\x02\x00");
         match decode(&buf).unwrap() {
             Decoded::Observation(Observation::Identity(e)) => {
                 assert_eq!(e.device_id.as_deref(), Some("d1"));
