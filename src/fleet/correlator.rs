@@ -618,7 +618,7 @@ impl crate::daemon::metrics::MetricSource for CorrelatorMetrics {
             return;
         };
         let bl = st.baselines.clone().unwrap_or_default();
-        let counters: [(&str, &str, u64); 12] = [
+        let counters: [(&str, &str, u64); 13] = [
             (
                 "nightjar_fleet_messages_total",
                 "Observation messages read (state rebuilds included).",
@@ -653,6 +653,11 @@ impl crate::daemon::metrics::MetricSource for CorrelatorMetrics {
                 "nightjar_fleet_commit_errors_total",
                 "Offset commits the group refused.",
                 st.commit_errors,
+            ),
+            (
+                "nightjar_fleet_not_owned_total",
+                "Messages of a partition revoked before they were processed (left to its new owner).",
+                st.not_owned,
             ),
             (
                 "nightjar_fleet_alerts_deferred_total",
